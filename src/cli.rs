@@ -1,0 +1,128 @@
+//! The command line (clap derive): the doc comments below are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use libp2p::Multiaddr;
+
+use crate::config::{default_data_dir, default_listen, default_name, Config};
+
+/// murmur: a decentralized, end-to-end encrypted gossip messaging node.
+///
+/// Nodes on one LAN find each other by mDNS; `--peer` dials a node anywhere.
+/// Type commands on stdin (`/help` lists them): `/sub news s3cret`,
+/// `/pub news hello`, `/dm bob hi`, `/inbox`, `/peers`, `/quit`.
+/// Logs go to stderr (set RUST_LOG, e.g. RUST_LOG=debug); stdout carries only
+/// the node's output.
+#[derive(Debug, Parser)]
+#[command(name = "murmur", version, about, long_about)]
+pub struct Cli {
+    /// Display name your peers see [default: this machine's host name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Where the identity key, keyring and inbox live
+    /// [default: <user data dir>/murmur/<NAME>, e.g. ~/.local/share/murmur/alice]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address to listen on; repeat for several
+    /// [default: /ip4/0.0.0.0/tcp/0 and /ip4/0.0.0.0/udp/0/quic-v1]
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+
+    /// Peer to dial at start (and again whenever the connection is lost), e.g.
+    /// /ip4/192.168.1.20/tcp/4001/p2p/12D3KooW…; repeat for several
+    #[arg(long, value_name = "MULTIADDR")]
+    pub peer: Vec<Multiaddr>,
+
+    /// Topic to subscribe at start, with its shared secret after `=`; without
+    /// a secret the topic is open (anyone who knows the name can read it)
+    #[arg(long, value_name = "TOPIC[=SECRET]")]
+    pub topic: Vec<String>,
+
+    /// Turn off mDNS discovery on the LAN (use --peer to connect)
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Print one JSON object per line on stdout, one per event, and nothing else
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Cli {
+    /// Resolves the arguments into a node [`Config`].
+    ///
+    /// # Errors
+    /// A `--topic` value with an empty name or secret.
+    pub fn config(&self) -> Result<Config, String> {
+        let name = self.name.clone().unwrap_or_else(default_name);
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| default_data_dir(&name));
+        let mut topics = Vec::new();
+        for t in &self.topic {
+            let (topic, secret) = match t.split_once('=') {
+                Some((topic, secret)) if secret.is_empty() => {
+                    return Err(format!("--topic {topic}=: the secret after '=' is empty"))
+                }
+                Some((topic, secret)) => (topic, Some(secret.to_owned())),
+                None => (t.as_str(), None),
+            };
+            crate::commands::validate_topic(topic).map_err(|e| format!("--topic {t:?}: {e}"))?;
+            topics.push((topic.to_owned(), secret));
+        }
+        Ok(Config {
+            name,
+            data_dir,
+            listen: if self.listen.is_empty() {
+                default_listen()
+            } else {
+                self.listen.clone()
+            },
+            peers: self.peer.clone(),
+            topics,
+            mdns: !self.no_mdns,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn topics_parse() {
+        let cli = Cli::parse_from([
+            "murmur",
+            "--name",
+            "a",
+            "--topic",
+            "news=s3=cret",
+            "--topic",
+            "open",
+        ]);
+        let c = cli.config().unwrap();
+        assert_eq!(
+            c.topics,
+            vec![
+                ("news".into(), Some("s3=cret".into())),
+                ("open".into(), None)
+            ]
+        );
+        assert!(c.mdns);
+        assert!(Cli::parse_from(["murmur", "--topic", "x="])
+            .config()
+            .is_err());
+        assert!(Cli::parse_from(["murmur", "--topic", "=y"])
+            .config()
+            .is_err());
+    }
+}

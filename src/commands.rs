@@ -1,0 +1,400 @@
+//! The stdin command language: one line → one [`Command`]. Pure parsing, no I/O.
+
+use crate::envelope::MAX_MESSAGE_BYTES;
+
+/// Longest topic name, in bytes.
+pub const MAX_TOPIC_LEN: usize = 64;
+/// Longest topic secret, in bytes.
+pub const MAX_SECRET_LEN: usize = 1024;
+/// How many inbox messages `/inbox` shows when no N is given.
+pub const DEFAULT_INBOX_LINES: usize = 20;
+
+/// The command reference printed by `/help`.
+pub const HELP: &str = "\
+commands:
+  /sub TOPIC [SECRET]   subscribe (no secret: an open topic anyone who knows the name can read)
+  /unsub TOPIC          leave a topic
+  /pub TOPIC MESSAGE    publish to a topic
+  MESSAGE               (a line without a leading /) publish to the topic last used
+  /dm PEER MESSAGE      direct message to a peer id or a connected peer's name
+  /inbox [TOPIC] [N]    the last N (default 20) stored messages, oldest first
+  /peers                connected peers and their names
+  /topics               subscribed topics
+  /whoami               this node's name, peer id and addresses
+  /help                 this text
+  /quit                 stop the node";
+
+/// A parsed stdin command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/sub TOPIC [SECRET]`.
+    Sub {
+        /// Topic name.
+        topic: String,
+        /// Shared secret; `None` makes an open topic.
+        secret: Option<String>,
+    },
+    /// `/unsub TOPIC`.
+    Unsub {
+        /// Topic name.
+        topic: String,
+    },
+    /// `/pub TOPIC MESSAGE`.
+    Pub {
+        /// Topic name.
+        topic: String,
+        /// Body.
+        msg: String,
+    },
+    /// A line without a leading `/`: publish to the topic last used.
+    Say {
+        /// Body.
+        msg: String,
+    },
+    /// `/dm PEER MESSAGE`.
+    Dm {
+        /// Peer id or name.
+        to: String,
+        /// Body.
+        msg: String,
+    },
+    /// `/inbox [TOPIC] [N]`.
+    Inbox {
+        /// Only this topic.
+        topic: Option<String>,
+        /// At most this many (most recent).
+        limit: usize,
+    },
+    /// `/peers`.
+    Peers,
+    /// `/topics`.
+    Topics,
+    /// `/whoami`.
+    Whoami,
+    /// `/help`.
+    Help,
+    /// `/quit`.
+    Quit,
+    /// An empty line: nothing to do.
+    Nothing,
+}
+
+/// Why a line is not a valid command. The text says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The command word is not known.
+    #[error("unknown command /{0} (type /help for the list)")]
+    Unknown(String),
+    /// A required argument is missing.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    /// A topic name is invalid.
+    #[error(transparent)]
+    Topic(#[from] TopicNameError),
+    /// The message is over the size limit.
+    #[error("message is {0} bytes; the limit is {MAX_MESSAGE_BYTES}")]
+    TooLong(usize),
+    /// The secret is over the size limit.
+    #[error("secret is longer than {MAX_SECRET_LEN} bytes")]
+    SecretTooLong,
+    /// `/inbox` got something that is not a count.
+    #[error("/inbox takes at most a topic and a count, got {0:?}")]
+    InboxArgs(String),
+}
+
+/// Why a topic name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicNameError {
+    /// Empty name.
+    #[error("topic name is empty")]
+    Empty,
+    /// Longer than [`MAX_TOPIC_LEN`].
+    #[error("topic name is longer than {MAX_TOPIC_LEN} bytes")]
+    TooLong,
+    /// Contains white space or control characters.
+    #[error("topic name {0:?} contains white space or control characters")]
+    BadChar(String),
+}
+
+/// Checks a topic name: 1 to 64 bytes, no white space or control characters.
+///
+/// # Errors
+/// A [`TopicNameError`] saying what is wrong.
+pub fn validate_topic(topic: &str) -> Result<(), TopicNameError> {
+    if topic.is_empty() {
+        return Err(TopicNameError::Empty);
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(TopicNameError::TooLong);
+    }
+    if topic.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(TopicNameError::BadChar(topic.to_owned()));
+    }
+    Ok(())
+}
+
+/// Checks a message body against the size limit.
+///
+/// # Errors
+/// [`CommandError::TooLong`] over [`MAX_MESSAGE_BYTES`].
+pub fn validate_message(msg: &str) -> Result<(), CommandError> {
+    if msg.len() > MAX_MESSAGE_BYTES {
+        return Err(CommandError::TooLong(msg.len()));
+    }
+    Ok(())
+}
+
+/// Splits off the first white-space-separated word; returns (word, rest trimmed).
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, ""),
+    }
+}
+
+/// Parses one stdin line.
+///
+/// # Errors
+/// A [`CommandError`] that says what is wrong with the line.
+pub fn parse(line: &str) -> Result<Command, CommandError> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.trim().is_empty() {
+        return Ok(Command::Nothing);
+    }
+    let Some(rest) = line.trim_start().strip_prefix('/') else {
+        validate_message(line)?;
+        return Ok(Command::Say {
+            msg: line.to_owned(),
+        });
+    };
+    let (word, args) = split_word(rest);
+    match word {
+        "sub" | "subscribe" => {
+            let (topic, secret) = split_word(args);
+            if topic.is_empty() {
+                return Err(CommandError::Usage("/sub TOPIC [SECRET]"));
+            }
+            validate_topic(topic)?;
+            if secret.len() > MAX_SECRET_LEN {
+                return Err(CommandError::SecretTooLong);
+            }
+            Ok(Command::Sub {
+                topic: topic.to_owned(),
+                secret: (!secret.is_empty()).then(|| secret.to_owned()),
+            })
+        }
+        "unsub" | "unsubscribe" => {
+            let (topic, extra) = split_word(args);
+            if topic.is_empty() || !extra.is_empty() {
+                return Err(CommandError::Usage("/unsub TOPIC"));
+            }
+            validate_topic(topic)?;
+            Ok(Command::Unsub {
+                topic: topic.to_owned(),
+            })
+        }
+        "pub" | "publish" => {
+            let (topic, msg) = split_word(args);
+            if topic.is_empty() || msg.is_empty() {
+                return Err(CommandError::Usage("/pub TOPIC MESSAGE"));
+            }
+            validate_topic(topic)?;
+            validate_message(msg)?;
+            Ok(Command::Pub {
+                topic: topic.to_owned(),
+                msg: msg.to_owned(),
+            })
+        }
+        "dm" | "msg" => {
+            let (to, msg) = split_word(args);
+            if to.is_empty() || msg.is_empty() {
+                return Err(CommandError::Usage("/dm PEER MESSAGE"));
+            }
+            validate_message(msg)?;
+            Ok(Command::Dm {
+                to: to.to_owned(),
+                msg: msg.to_owned(),
+            })
+        }
+        "inbox" => parse_inbox(args),
+        "peers" => no_args(args, Command::Peers, "/peers"),
+        "topics" => no_args(args, Command::Topics, "/topics"),
+        "whoami" => no_args(args, Command::Whoami, "/whoami"),
+        "help" | "?" => Ok(Command::Help),
+        "quit" | "exit" => no_args(args, Command::Quit, "/quit"),
+        "" => Err(CommandError::Usage(
+            "/COMMAND [ARGS] (type /help for the list)",
+        )),
+        other => Err(CommandError::Unknown(other.chars().take(32).collect())),
+    }
+}
+
+fn no_args(args: &str, command: Command, usage: &'static str) -> Result<Command, CommandError> {
+    if args.is_empty() {
+        Ok(command)
+    } else {
+        Err(CommandError::Usage(usage))
+    }
+}
+
+fn parse_inbox(args: &str) -> Result<Command, CommandError> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let count = |s: &str| s.parse::<usize>().ok().filter(|n| *n > 0);
+    let (topic, limit) = match words.as_slice() {
+        [] => (None, DEFAULT_INBOX_LINES),
+        [one] => match count(one) {
+            Some(n) => (None, n),
+            None => (Some(*one), DEFAULT_INBOX_LINES),
+        },
+        [topic, n] => (
+            Some(*topic),
+            count(n).ok_or_else(|| CommandError::InboxArgs(n.to_string()))?,
+        ),
+        _ => return Err(CommandError::InboxArgs(args.to_owned())),
+    };
+    if let Some(t) = topic {
+        validate_topic(t)?;
+    }
+    Ok(Command::Inbox {
+        topic: topic.map(str::to_owned),
+        limit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(
+            parse("/sub news s3cret").unwrap(),
+            Command::Sub {
+                topic: "news".into(),
+                secret: Some("s3cret".into())
+            }
+        );
+        assert_eq!(
+            parse("/sub news").unwrap(),
+            Command::Sub {
+                topic: "news".into(),
+                secret: None
+            }
+        );
+        assert_eq!(
+            parse("/pub news hello  world ").unwrap(),
+            Command::Pub {
+                topic: "news".into(),
+                msg: "hello  world".into()
+            }
+        );
+        assert_eq!(
+            parse("hi there").unwrap(),
+            Command::Say {
+                msg: "hi there".into()
+            }
+        );
+        assert_eq!(
+            parse("/dm bob hi").unwrap(),
+            Command::Dm {
+                to: "bob".into(),
+                msg: "hi".into()
+            }
+        );
+        assert_eq!(
+            parse("/inbox").unwrap(),
+            Command::Inbox {
+                topic: None,
+                limit: DEFAULT_INBOX_LINES
+            }
+        );
+        assert_eq!(
+            parse("/inbox 5").unwrap(),
+            Command::Inbox {
+                topic: None,
+                limit: 5
+            }
+        );
+        assert_eq!(
+            parse("/inbox news 3").unwrap(),
+            Command::Inbox {
+                topic: Some("news".into()),
+                limit: 3
+            }
+        );
+        assert_eq!(parse("/peers").unwrap(), Command::Peers);
+        assert_eq!(parse("/topics").unwrap(), Command::Topics);
+        assert_eq!(parse("/whoami").unwrap(), Command::Whoami);
+        assert_eq!(parse("/help").unwrap(), Command::Help);
+        assert_eq!(parse("/quit\r\n").unwrap(), Command::Quit);
+        assert_eq!(parse("   ").unwrap(), Command::Nothing);
+        assert_eq!(
+            parse("/unsub news").unwrap(),
+            Command::Unsub {
+                topic: "news".into()
+            }
+        );
+    }
+
+    #[test]
+    fn explains_bad_commands() {
+        assert_eq!(
+            parse("/frobnicate x").unwrap_err().to_string(),
+            "unknown command /frobnicate (type /help for the list)"
+        );
+        assert_eq!(
+            parse("/pub news").unwrap_err().to_string(),
+            "usage: /pub TOPIC MESSAGE"
+        );
+        assert_eq!(
+            parse("/sub").unwrap_err().to_string(),
+            "usage: /sub TOPIC [SECRET]"
+        );
+        assert_eq!(
+            parse("/dm bob").unwrap_err().to_string(),
+            "usage: /dm PEER MESSAGE"
+        );
+        assert!(parse("/inbox news x")
+            .unwrap_err()
+            .to_string()
+            .contains("\"x\""));
+        assert!(parse("/inbox a b c").is_err());
+        assert!(parse("/peers now").is_err());
+        assert!(matches!(
+            parse(&format!("/sub {}", "t".repeat(65))),
+            Err(CommandError::Topic(TopicNameError::TooLong))
+        ));
+        let big = "x".repeat(MAX_MESSAGE_BYTES + 1);
+        assert_eq!(
+            parse(&format!("/pub news {big}")),
+            Err(CommandError::TooLong(MAX_MESSAGE_BYTES + 1))
+        );
+        assert_eq!(
+            parse(&big),
+            Err(CommandError::TooLong(MAX_MESSAGE_BYTES + 1))
+        );
+        assert!(parse("/").is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn never_panics(line in ".{0,200}") {
+            let _ = parse(&line);
+        }
+
+        #[test]
+        fn never_panics_on_commands(word in "(sub|unsub|pub|dm|inbox|peers|x)", args in "[ a-z0-9\\t\u{e9}\u{3000}]{0,40}") {
+            let _ = parse(&format!("/{word} {args}"));
+        }
+
+        #[test]
+        fn published_text_is_kept(topic in "[a-z]{1,10}", msg in "[^\\s/][^\\r\\n]{0,50}") {
+            let line = format!("/pub {topic} {msg}");
+            let parsed = parse(&line);
+            prop_assert_eq!(parsed, Ok(Command::Pub { topic, msg: msg.trim().to_owned() }));
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The resolved configuration of a node: what the CLI (or a library user)
+//! decided, with defaults filled in.
+
+use std::path::PathBuf;
+
+use libp2p::Multiaddr;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Display name peers see.
+    pub name: String,
+    /// Where the identity, keyring and inbox live.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start (and again while not connected).
+    pub peers: Vec<Multiaddr>,
+    /// Topics to subscribe at start: (name, secret); no secret makes an open topic.
+    pub topics: Vec<(String, Option<String>)>,
+    /// Whether mDNS discovery runs.
+    pub mdns: bool,
+}
+
+impl Config {
+    /// A configuration with the default listen addresses (TCP and QUIC on
+    /// every IPv4 interface, ports chosen by the system) and mDNS on.
+    pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            data_dir: data_dir.into(),
+            listen: default_listen(),
+            peers: Vec::new(),
+            topics: Vec::new(),
+            mdns: true,
+        }
+    }
+
+    /// A configuration for a node that stays on loopback: TCP on 127.0.0.1, no mDNS.
+    pub fn loopback(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid address")],
+            mdns: false,
+            ..Self::new(name, data_dir)
+        }
+    }
+}
+
+/// TCP and QUIC on all IPv4 interfaces, on ports the system picks.
+pub fn default_listen() -> Vec<Multiaddr> {
+    vec![
+        "/ip4/0.0.0.0/tcp/0".parse().expect("valid address"),
+        "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("valid address"),
+    ]
+}
+
+/// The host name, the default display name ("murmur" when it cannot be read).
+pub fn default_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host = host.split('.').next().unwrap_or_default().trim().to_owned();
+    if host.is_empty() {
+        "murmur".into()
+    } else {
+        host
+    }
+}
+
+/// The default data dir for `name`: `<user data dir>/murmur/<name>`
+/// (e.g. `~/.local/share/murmur/alice`), or `./murmur-data/<name>` without one.
+pub fn default_data_dir(name: &str) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dirs::data_dir()
+        .map(|d| d.join("murmur"))
+        .unwrap_or_else(|| PathBuf::from("murmur-data"))
+        .join(safe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_name_is_sanitised() {
+        let d = default_data_dir("../evil name");
+        assert!(d.ends_with(".._evil_name"));
+        assert!(!default_name().is_empty());
+    }
+}

@@ -1,0 +1,183 @@
+//! The terminal front end: reads commands from stdin, prints events on stdout
+//! (readable lines, or one JSON object per line with `--json`).
+
+use std::io::Write;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::{self, Command, HELP};
+use crate::event::Event;
+use crate::node::{Node, NodeError};
+
+/// Longest stdin line read; a longer one is answered with an error and skipped.
+const MAX_LINE_BYTES: usize = crate::envelope::MAX_MESSAGE_BYTES + 1024;
+
+/// Where and how events are printed.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    /// One JSON object per line instead of readable text.
+    pub json: bool,
+}
+
+impl Printer {
+    /// Prints one event. In readable mode errors go to stderr; in JSON mode
+    /// everything is a JSON line on stdout. A closed stdout is ignored.
+    pub fn print(&self, event: &Event) {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", event.to_json());
+            let _ = out.flush();
+        } else if let Event::Error { .. } = event {
+            let _ = writeln!(std::io::stderr().lock(), "{}", event.to_human());
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", event.to_human());
+            let _ = out.flush();
+        }
+    }
+
+    /// Prints every event of `events` until the node stops.
+    pub async fn run(self, mut events: broadcast::Receiver<Event>) {
+        loop {
+            match events.recv().await {
+                Ok(event) => self.print(&event),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("output fell behind: {n} events were not printed");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// Reads stdin line by line and runs each command against `node` until
+/// `/quit` (which cancels `quit`). A closed stdin leaves the node running.
+pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
+    let mut reader = BufReader::new(tokio::io::stdin());
+    let mut console = Console {
+        node,
+        last_topic: None,
+    };
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let mut limited = (&mut reader).take(MAX_LINE_BYTES as u64 + 1);
+        let read = tokio::select! {
+            r = limited.read_until(b'\n', &mut buf) => r,
+            () = quit.cancelled() => return,
+        };
+        match read {
+            Ok(0) => {
+                tracing::info!("stdin closed; the node keeps running (Ctrl-C or SIGTERM stops it)");
+                return;
+            }
+            Ok(_) if buf.len() > MAX_LINE_BYTES && !buf.ends_with(b"\n") => {
+                printer.print(&Event::Error {
+                    error: format!("line longer than {MAX_LINE_BYTES} bytes ignored"),
+                });
+                // Skip the rest of the line.
+                let mut rest = Vec::new();
+                let _ = reader.read_until(b'\n', &mut rest).await;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("reading stdin failed: {e}; the node keeps running");
+                return;
+            }
+        }
+        let Ok(line) = std::str::from_utf8(&buf) else {
+            printer.print(&Event::Error {
+                error: "input is not valid UTF-8".into(),
+            });
+            continue;
+        };
+        match commands::parse(line) {
+            Ok(Command::Quit) => {
+                quit.cancel();
+                return;
+            }
+            Ok(command) => {
+                if let Some(event) = console.execute(command).await {
+                    printer.print(&event);
+                }
+            }
+            Err(e) => printer.print(&Event::Error {
+                error: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Stdin session state.
+struct Console {
+    node: Node,
+    /// Where a line without a leading `/` is published.
+    last_topic: Option<String>,
+}
+
+use tokio::io::AsyncReadExt as _;
+
+impl Console {
+    /// Runs one command; returns the event to print for it, if any (events the
+    /// node itself emits, such as `subscribed` or `published`, print on their own).
+    async fn execute(&mut self, command: Command) -> Option<Event> {
+        let result: Result<Option<Event>, NodeError> = match command {
+            Command::Sub { topic, secret } => self
+                .node
+                .subscribe(&topic, secret.as_deref())
+                .await
+                .map(|_| {
+                    self.last_topic = Some(topic);
+                    None
+                }),
+            Command::Unsub { topic } => self.node.unsubscribe(&topic).await.map(|()| {
+                if self.last_topic.as_deref() == Some(&topic) {
+                    self.last_topic = None;
+                }
+                None
+            }),
+            Command::Pub { topic, msg } => self.node.publish(&topic, &msg).await.map(|_| {
+                self.last_topic = Some(topic);
+                None
+            }),
+            Command::Say { msg } => match self.last_topic.clone() {
+                Some(topic) => self.node.publish(&topic, &msg).await.map(|_| None),
+                None => Ok(Some(Event::Error {
+                    error: "no topic yet: use /pub TOPIC MESSAGE (or /sub TOPIC) first".into(),
+                })),
+            },
+            // dm_sent is emitted by the node once the recipient acknowledges.
+            Command::Dm { to, msg } => self.node.dm(&to, &msg).await.map(|_| None),
+            Command::Inbox { topic, limit } => self
+                .node
+                .inbox(topic.as_deref(), None, limit)
+                .await
+                .map(|messages| Some(Event::Inbox { messages })),
+            Command::Peers => self
+                .node
+                .peers()
+                .await
+                .map(|peers| Some(Event::Peers { peers })),
+            Command::Topics => Ok(Some(Event::Topics {
+                topics: self.node.topics(),
+            })),
+            Command::Whoami => self.node.whoami().await.map(|w| {
+                Some(Event::Whoami {
+                    peer: w.peer,
+                    name: w.name,
+                    addrs: w.addrs,
+                })
+            }),
+            Command::Help => Ok(Some(Event::Help { text: HELP.into() })),
+            Command::Quit | Command::Nothing => Ok(None),
+        };
+        result.unwrap_or_else(|e| {
+            Some(Event::Error {
+                error: e.to_string(),
+            })
+        })
+    }
+}

@@ -1,0 +1,274 @@
+//! Key derivation and authenticated encryption: HKDF-SHA256 topic keys and
+//! AES-256-GCM with per-message keys. Pure functions, no I/O.
+//!
+//! The derivations are specified in `docs/protocol.md`; every label below is
+//! part of the wire protocol and must never change for version 1.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Salt of the HKDF-Extract step that turns a topic name and secret into key material.
+pub const TOPIC_SALT: &[u8] = b"murmur/v1 topic";
+/// HKDF info for the topic id (the gossipsub topic on the wire).
+pub const TOPIC_ID_INFO: &[u8] = b"murmur/v1 topic-id";
+/// HKDF info for the topic key (the root of every message key of the topic).
+pub const TOPIC_KEY_INFO: &[u8] = b"murmur/v1 topic-key";
+/// HKDF info prefix for per-message keys; the envelope purpose byte follows it.
+pub const MESSAGE_INFO: &[u8] = b"murmur/v1 message";
+
+/// Length of an AES-GCM authentication tag.
+pub const TAG_LEN: usize = 16;
+
+/// A 32-byte symmetric key.
+pub type Key = [u8; 32];
+
+/// Why a cryptographic operation failed. Messages never include key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The key commitment in the envelope does not match the key we hold.
+    #[error("wrong key (key commitment mismatch)")]
+    WrongKey,
+    /// AES-GCM rejected the ciphertext: it was altered or its header was.
+    #[error("authentication failed (message tampered with)")]
+    Tampered,
+    /// HKDF was asked for more output than it can give.
+    #[error("invalid key derivation length")]
+    InvalidLength,
+}
+
+/// HKDF-SHA256 (RFC 5869): extract with `salt` from `ikm`, then expand with `info` into `out`.
+///
+/// # Errors
+/// [`CryptoError::InvalidLength`] when `out` is longer than 255 × 32 bytes.
+pub fn hkdf_sha256(
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    Hkdf::<Sha256>::new(Some(salt), ikm)
+        .expand(info, out)
+        .map_err(|_| CryptoError::InvalidLength)
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// The keys of one topic, derived from its name and its shared secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TopicKeys {
+    /// The topic id: what gossipsub sees instead of the name.
+    pub id: [u8; 32],
+    /// The topic key: root of the per-message keys. Never leaves the node.
+    pub key: Key,
+}
+
+impl std::fmt::Debug for TopicKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicKeys")
+            .field("id", &hex::encode(self.id))
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl TopicKeys {
+    /// Derives a topic's id and key from its name and secret.
+    ///
+    /// Both go into the input key material (the name length-prefixed), so two
+    /// groups that use the same name with different secrets get unrelated ids
+    /// and keys, and the id reveals neither the name nor the secret.
+    pub fn derive(name: &str, secret: &str) -> Self {
+        let mut ikm = Vec::with_capacity(2 + name.len() + secret.len());
+        ikm.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        ikm.extend_from_slice(name.as_bytes());
+        ikm.extend_from_slice(secret.as_bytes());
+        let hk = Hkdf::<Sha256>::new(Some(TOPIC_SALT), &ikm);
+        let mut id = [0u8; 32];
+        let mut key = [0u8; 32];
+        hk.expand(TOPIC_ID_INFO, &mut id)
+            .expect("32 bytes is a valid length");
+        hk.expand(TOPIC_KEY_INFO, &mut key)
+            .expect("32 bytes is a valid length");
+        Self { id, key }
+    }
+
+    /// The gossipsub topic string: the hex topic id.
+    pub fn wire_topic(&self) -> String {
+        hex::encode(self.id)
+    }
+}
+
+/// The one-message key material expanded from a root key and the message salt.
+pub struct MessageKeys {
+    /// AES-256-GCM key used for this message only.
+    pub key: Key,
+    /// Nonce used with `key`; unique because the key is.
+    pub nonce: [u8; 12],
+    /// Key commitment carried in the envelope.
+    pub commitment: [u8; 32],
+}
+
+impl MessageKeys {
+    /// Expands the per-message key, nonce and commitment from `root` (a topic
+    /// key or a local key), the 32-byte random `salt` and the envelope `purpose`.
+    pub fn derive(root: &Key, salt: &[u8; 32], purpose: u8) -> Self {
+        let mut info = Vec::with_capacity(MESSAGE_INFO.len() + 1);
+        info.extend_from_slice(MESSAGE_INFO);
+        info.push(purpose);
+        let mut okm = [0u8; 76];
+        hkdf_sha256(salt, root, &info, &mut okm).expect("76 bytes is a valid length");
+        let mut keys = Self {
+            key: [0; 32],
+            nonce: [0; 12],
+            commitment: [0; 32],
+        };
+        keys.key.copy_from_slice(&okm[..32]);
+        keys.nonce.copy_from_slice(&okm[32..44]);
+        keys.commitment.copy_from_slice(&okm[44..76]);
+        keys
+    }
+
+    /// Whether `commitment` matches this key (constant time).
+    pub fn commits_to(&self, commitment: &[u8; 32]) -> bool {
+        self.commitment.ct_eq(commitment).into()
+    }
+}
+
+/// AES-256-GCM encryption of `plaintext` with associated data `aad`; returns ciphertext ‖ tag.
+pub fn aead_seal(key: &Key, nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    Aes256Gcm::new(key.into())
+        .encrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("AES-GCM encryption of an in-memory buffer cannot fail")
+}
+
+/// AES-256-GCM decryption of ciphertext ‖ tag with associated data `aad`.
+///
+/// # Errors
+/// [`CryptoError::Tampered`] when the tag does not verify.
+pub fn aead_open(
+    key: &Key,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    Aes256Gcm::new(key.into())
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .map_err(|_| CryptoError::Tampered)
+}
+
+/// Constant-time equality of two byte strings (for tokens).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        hex::decode(s).unwrap()
+    }
+
+    /// RFC 5869 appendix A.1–A.3 (the SHA-256 cases).
+    #[test]
+    fn hkdf_rfc5869_vectors() {
+        let cases = [
+            (
+                "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b",
+                "000102030405060708090a0b0c",
+                "f0f1f2f3f4f5f6f7f8f9",
+                42,
+                "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+            ),
+            (
+                "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f404142434445464748494a4b4c4d4e4f",
+                "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9fa0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
+                "b0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
+                82,
+                "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87",
+            ),
+            (
+                "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b",
+                "",
+                "",
+                42,
+                "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
+            ),
+        ];
+        for (ikm, salt, info, len, okm) in cases {
+            let mut out = vec![0u8; len];
+            hkdf_sha256(&unhex(salt), &unhex(ikm), &unhex(info), &mut out).unwrap();
+            assert_eq!(hex::encode(&out), okm);
+        }
+    }
+
+    #[test]
+    fn hkdf_rejects_overlong_output() {
+        let mut out = vec![0u8; 255 * 32 + 1];
+        assert_eq!(
+            hkdf_sha256(b"s", b"k", b"i", &mut out),
+            Err(CryptoError::InvalidLength)
+        );
+    }
+
+    #[test]
+    fn topic_keys_depend_on_name_and_secret() {
+        let a = TopicKeys::derive("news", "s3cret");
+        assert_eq!(a, TopicKeys::derive("news", "s3cret"));
+        assert_ne!(a.id, TopicKeys::derive("news", "other").id);
+        assert_ne!(a.id, TopicKeys::derive("sport", "s3cret").id);
+        // The length prefix keeps ("ab","c") and ("a","bc") apart.
+        assert_ne!(
+            TopicKeys::derive("ab", "c").id,
+            TopicKeys::derive("a", "bc").id
+        );
+        assert_ne!(a.id, a.key);
+        let wire = a.wire_topic();
+        assert!(!wire.contains("news") && !wire.contains("s3cret"));
+        assert!(!format!("{a:?}").contains(&hex::encode(a.key)));
+    }
+
+    #[test]
+    fn aead_round_trip_and_rejections() {
+        let keys = MessageKeys::derive(&[7; 32], &[9; 32], 1);
+        let ct = aead_seal(&keys.key, &keys.nonce, b"header", b"hello");
+        assert_eq!(ct.len(), 5 + TAG_LEN);
+        assert_eq!(
+            aead_open(&keys.key, &keys.nonce, b"header", &ct).unwrap(),
+            b"hello"
+        );
+        assert_eq!(
+            aead_open(&keys.key, &keys.nonce, b"headeR", &ct),
+            Err(CryptoError::Tampered)
+        );
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert_eq!(
+            aead_open(&keys.key, &keys.nonce, b"header", &bad),
+            Err(CryptoError::Tampered)
+        );
+        let other = MessageKeys::derive(&[8; 32], &[9; 32], 1);
+        assert!(!other.commits_to(&keys.commitment));
+        assert!(keys.commits_to(&keys.commitment));
+        // Purpose is part of the derivation.
+        assert!(!MessageKeys::derive(&[7; 32], &[9; 32], 2).commits_to(&keys.commitment));
+    }
+}

@@ -1,0 +1,66 @@
+//! The `murmur` binary: parse the command line, start a node, run the
+//! terminal front end until `/quit`, Ctrl-C or SIGTERM.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use murmur::cli::Cli;
+use murmur::console::{run_stdin, Printer};
+use murmur::Node;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,murmur=info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("murmur: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config().map_err(anyhow::Error::msg)?;
+    let printer = Printer { json: cli.json };
+    tracing::info!(name = %config.name, data_dir = %config.data_dir.display(), "starting");
+    let (node, events, task) = Node::start_with_events(config).await?;
+    let quit = CancellationToken::new();
+    tokio::spawn(printer.run(events));
+    tokio::spawn(run_stdin(node.clone(), printer, quit.clone()));
+    tokio::select! {
+        () = quit.cancelled() => {}
+        _ = tokio::signal::ctrl_c() => {}
+        () = sigterm() => {}
+    }
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    task.await?;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn sigterm() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn sigterm() {
+    std::future::pending().await
+}

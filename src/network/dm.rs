@@ -1,0 +1,244 @@
+//! The direct-message protocol `/murmur/dm/1`: wire types and the
+//! request-response codec. One request per stream; every read is bounded.
+//!
+//! ```text
+//! request:  version:u8 = 1 | id:[32] | ts_ms:u64 | name_len:u8 | name | body (UTF-8, rest of stream)
+//! response: version:u8 = 1 | id:[32] | status:u8 (0 stored, 1 refused) | reason (UTF-8, rest)
+//! ```
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+
+use crate::envelope::{MAX_MESSAGE_BYTES, MAX_NAME_LEN};
+
+/// The protocol name.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/dm/1");
+/// The wire version byte.
+const VERSION: u8 = 1;
+/// The largest request a valid DM produces; anything longer is refused unread.
+pub const MAX_REQUEST_BYTES: usize = 1 + 32 + 8 + 1 + MAX_NAME_LEN + MAX_MESSAGE_BYTES;
+/// Longest refusal reason carried in a response.
+const MAX_REASON_BYTES: usize = 256;
+/// The largest response.
+const MAX_RESPONSE_BYTES: usize = 1 + 32 + 1 + MAX_REASON_BYTES;
+
+/// A direct message on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmRequest {
+    /// Message id chosen by the sender.
+    pub id: [u8; 32],
+    /// Unix ms at the sender.
+    pub ts: u64,
+    /// The sender's display name.
+    pub name: String,
+    /// The body.
+    pub msg: String,
+}
+
+/// The recipient's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmResponse {
+    /// Id of the message answered.
+    pub id: [u8; 32],
+    /// `Ok` once stored durably, `Err(reason)` when refused.
+    pub result: Result<(), String>,
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+impl DmRequest {
+    /// Wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let name = crate::envelope::truncate_utf8(&self.name, MAX_NAME_LEN);
+        let mut out = Vec::with_capacity(42 + name.len() + self.msg.len());
+        out.push(VERSION);
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(&self.ts.to_be_bytes());
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(self.msg.as_bytes());
+        out
+    }
+
+    /// Parses wire bytes. Never panics.
+    ///
+    /// # Errors
+    /// `InvalidData` naming the bad field.
+    pub fn decode(bytes: &[u8]) -> io::Result<Self> {
+        if bytes.len() > MAX_REQUEST_BYTES {
+            return Err(invalid("direct message too large"));
+        }
+        if bytes.len() < 42 || bytes[0] != VERSION {
+            return Err(invalid("malformed direct message"));
+        }
+        let id: [u8; 32] = bytes[1..33].try_into().expect("32 bytes");
+        let ts = u64::from_be_bytes(bytes[33..41].try_into().expect("8 bytes"));
+        let name_len = bytes[41] as usize;
+        let rest = &bytes[42..];
+        if name_len > MAX_NAME_LEN || rest.len() < name_len {
+            return Err(invalid("malformed direct message name"));
+        }
+        let name = std::str::from_utf8(&rest[..name_len])
+            .map_err(|_| invalid("direct message name is not UTF-8"))?;
+        let msg = std::str::from_utf8(&rest[name_len..])
+            .map_err(|_| invalid("direct message is not UTF-8"))?;
+        if msg.len() > MAX_MESSAGE_BYTES {
+            return Err(invalid("direct message too large"));
+        }
+        Ok(Self {
+            id,
+            ts,
+            name: name.to_owned(),
+            msg: msg.to_owned(),
+        })
+    }
+}
+
+impl DmResponse {
+    /// Wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(MAX_RESPONSE_BYTES);
+        out.push(VERSION);
+        out.extend_from_slice(&self.id);
+        match &self.result {
+            Ok(()) => out.push(0),
+            Err(reason) => {
+                out.push(1);
+                out.extend_from_slice(
+                    crate::envelope::truncate_utf8(reason, MAX_REASON_BYTES).as_bytes(),
+                );
+            }
+        }
+        out
+    }
+
+    /// Parses wire bytes. Never panics.
+    ///
+    /// # Errors
+    /// `InvalidData` when malformed.
+    pub fn decode(bytes: &[u8]) -> io::Result<Self> {
+        if bytes.len() < 34 || bytes.len() > MAX_RESPONSE_BYTES || bytes[0] != VERSION {
+            return Err(invalid("malformed direct message response"));
+        }
+        let id: [u8; 32] = bytes[1..33].try_into().expect("32 bytes");
+        let result = match bytes[33] {
+            0 if bytes.len() == 34 => Ok(()),
+            1 => Err(String::from_utf8_lossy(&bytes[34..]).into_owned()),
+            _ => return Err(invalid("malformed direct message response")),
+        };
+        Ok(Self { id, result })
+    }
+}
+
+/// Reads the whole stream, refusing more than `max` bytes without buffering them.
+async fn read_bounded<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io.take(max as u64 + 1).read_to_end(&mut buf).await?;
+    if buf.len() > max {
+        return Err(invalid("frame exceeds the size limit"));
+    }
+    Ok(buf)
+}
+
+/// The request-response codec of `/murmur/dm/1`.
+#[derive(Debug, Clone, Default)]
+pub struct DmCodec;
+
+impl libp2p::request_response::Codec for DmCodec {
+    type Protocol = StreamProtocol;
+    type Request = DmRequest;
+    type Response = DmResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<DmRequest>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        DmRequest::decode(&read_bounded(io, MAX_REQUEST_BYTES).await?)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<DmResponse>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        DmResponse::decode(&read_bounded(io, MAX_RESPONSE_BYTES).await?)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: DmRequest,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&req.encode()).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: DmResponse,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&res.encode()).await?;
+        io.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trips() {
+        let req = DmRequest {
+            id: [3; 32],
+            ts: 42,
+            name: "alice".into(),
+            msg: "hi ✓".into(),
+        };
+        assert_eq!(DmRequest::decode(&req.encode()).unwrap(), req);
+        for result in [Ok(()), Err("no".to_string())] {
+            let res = DmResponse {
+                id: [4; 32],
+                result,
+            };
+            assert_eq!(DmResponse::decode(&res.encode()).unwrap(), res);
+        }
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_without_reading_them_whole() {
+        let huge = vec![0u8; MAX_REQUEST_BYTES * 4];
+        let mut cursor = futures::io::Cursor::new(huge);
+        let err =
+            futures::executor::block_on(read_bounded(&mut cursor, MAX_REQUEST_BYTES)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(cursor.position() as usize, MAX_REQUEST_BYTES + 1);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = DmRequest::decode(&bytes);
+            let _ = DmResponse::decode(&bytes);
+        }
+
+        #[test]
+        fn request_round_trip(id in any::<[u8; 32]>(), ts in any::<u64>(), name in "\\PC{0,20}", msg in "\\PC{0,100}") {
+            let req = DmRequest { id, ts, name: crate::envelope::truncate_utf8(&name, MAX_NAME_LEN).to_owned(), msg };
+            prop_assert_eq!(DmRequest::decode(&req.encode()).unwrap(), req);
+        }
+    }
+}

@@ -1,0 +1,1017 @@
+//! The event loop: the one task that owns the libp2p [`Swarm`]. It takes
+//! [`Request`]s from [`crate::Node`] handles, turns swarm events into
+//! [`Event`]s, seals what it publishes, opens what it receives and hands
+//! every message to the [`Store`], which reports it once it is durable.
+
+// The NetworkBehaviour derive generates an undocumented event enum.
+#[allow(missing_docs)]
+pub mod behaviour;
+pub mod dm;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify, mdns, Multiaddr, PeerId, Swarm};
+use rand::RngCore;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::crypto::TopicKeys;
+use crate::envelope::{Envelope, Payload, Purpose};
+use crate::event::{Event, PeerSummary};
+use crate::keyring::{Keyring, TopicEntry};
+use crate::node::{DmRecord, NodeError, Published, Whoami};
+use crate::store::{Insert, Store};
+use behaviour::{Behaviour, BehaviourEvent};
+use dm::{DmRequest, DmResponse};
+
+/// Messages published while no subscribed peer is known, held until one appears.
+pub const MAX_QUEUED_PUBLISHES: usize = 1024;
+/// Envelopes older than this (by sender timestamp) are refused as replays.
+pub const MAX_MESSAGE_AGE_MS: u64 = 24 * 60 * 60 * 1000;
+/// Envelopes dated further than this in the future are refused.
+pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
+/// How often `--peer` addresses that are not connected are dialled again.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What a [`crate::Node`] handle asks of the event loop. Each carries its `reply`.
+pub(crate) enum Request {
+    Subscribe {
+        topic: String,
+        secret: Option<String>,
+        reply: oneshot::Sender<Result<bool, NodeError>>,
+    },
+    Unsubscribe {
+        topic: String,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Publish {
+        topic: String,
+        msg: String,
+        reply: oneshot::Sender<Result<Published, NodeError>>,
+    },
+    Dm {
+        to: String,
+        msg: String,
+        reply: oneshot::Sender<Result<String, NodeError>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerSummary>>,
+    },
+    Whoami {
+        reply: oneshot::Sender<Whoami>,
+    },
+    Shutdown,
+}
+
+/// Work finished elsewhere (the store thread) that needs the swarm.
+enum Completion {
+    /// An inbound DM was stored (or not): answer its sender.
+    DmStored {
+        channel: ResponseChannel<DmResponse>,
+        id: [u8; 32],
+        result: Result<(), String>,
+    },
+}
+
+/// What the loop knows of a peer.
+#[derive(Default)]
+struct PeerState {
+    name: Option<String>,
+    addrs: BTreeSet<Multiaddr>,
+    connected: bool,
+}
+
+/// A DM waiting for its acknowledgement.
+struct PendingDm {
+    peer: PeerId,
+    request: DmRequest,
+    reply: oneshot::Sender<Result<String, NodeError>>,
+}
+
+/// Drop counters by reason, for logs and metrics.
+#[derive(Default, Debug)]
+pub struct DropCounters {
+    /// Not a valid envelope.
+    pub malformed: u64,
+    /// The envelope's sender is not gossipsub's signed source.
+    pub forged_sender: u64,
+    /// Wrong key or tampered.
+    pub decrypt_failed: u64,
+    /// Too old or too far in the future.
+    pub stale: u64,
+    /// On a topic we do not hold.
+    pub unknown_topic: u64,
+}
+
+/// The loop's state. Fields documented with who holds the other end.
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    name: String,
+    /// From every `Node` handle; the loop ends when all are dropped or on `Shutdown`.
+    requests: mpsc::Receiver<Request>,
+    /// To stdout, the API's SSE clients and library users (via `Node::events`).
+    events: broadcast::Sender<Event>,
+    /// Spawned tasks report finished store work here.
+    completions_tx: mpsc::Sender<Completion>,
+    completions: mpsc::Receiver<Completion>,
+    store: Store,
+    /// Shared with `Node` handles, which read it to decrypt the inbox.
+    keyring: Arc<RwLock<Keyring>>,
+    /// Subscribed topics by gossipsub hash.
+    topics: HashMap<gossipsub::TopicHash, TopicEntry>,
+    /// Publishes waiting for a subscribed peer, per topic hash.
+    queued: HashMap<gossipsub::TopicHash, VecDeque<Vec<u8>>>,
+    queued_total: usize,
+    peers: HashMap<PeerId, PeerState>,
+    pending_dms: HashMap<OutboundRequestId, PendingDm>,
+    listen_addrs: BTreeSet<Multiaddr>,
+    /// `--peer` addresses, dialled again while not connected.
+    explicit_peers: Vec<Multiaddr>,
+    next_seq: u64,
+    drops: DropCounters,
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn random_id() -> [u8; 32] {
+    let mut id = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut id);
+    id
+}
+
+/// Whether a sender timestamp is within the accepted window around `now`.
+pub fn fresh(ts: u64, now: u64) -> bool {
+    ts + MAX_MESSAGE_AGE_MS >= now && ts <= now + MAX_CLOCK_SKEW_MS
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+impl EventLoop {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        name: String,
+        requests: mpsc::Receiver<Request>,
+        events: broadcast::Sender<Event>,
+        store: Store,
+        keyring: Arc<RwLock<Keyring>>,
+        explicit_peers: Vec<Multiaddr>,
+        next_seq: u64,
+    ) -> Self {
+        let (completions_tx, completions) = mpsc::channel(crate::store::STORE_QUEUE);
+        Self {
+            swarm,
+            name,
+            requests,
+            events,
+            completions_tx,
+            completions,
+            store,
+            keyring,
+            topics: HashMap::new(),
+            queued: HashMap::new(),
+            queued_total: 0,
+            peers: HashMap::new(),
+            pending_dms: HashMap::new(),
+            listen_addrs: BTreeSet::new(),
+            explicit_peers,
+            next_seq,
+            drops: DropCounters::default(),
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // No receiver is fine: nobody is listening.
+        let _ = self.events.send(event);
+    }
+
+    /// Runs until shutdown; then closes the store.
+    pub(crate) async fn run(mut self) {
+        for addr in self.explicit_peers.clone() {
+            self.dial_explicit(addr);
+        }
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        redial.tick().await;
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                request = self.requests.recv() => match request {
+                    Some(Request::Shutdown) | None => break,
+                    Some(request) => self.on_request(request).await,
+                },
+                Some(done) = self.completions.recv() => self.on_completion(done),
+                _ = redial.tick() => self.redial(),
+            }
+        }
+        tracing::info!(?self.drops, "event loop stopping");
+        self.store.close().await;
+    }
+
+    fn dial_explicit(&mut self, addr: Multiaddr) {
+        if let Err(e) = self.swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, "dial failed: {e}");
+            self.emit(Event::Error {
+                error: format!("could not dial {addr}: {e}"),
+            });
+        }
+    }
+
+    fn redial(&mut self) {
+        for addr in self.explicit_peers.clone() {
+            match peer_of(&addr) {
+                Some(peer) if self.swarm.is_connected(&peer) => {}
+                Some(peer) => {
+                    let opts = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .addresses(vec![addr])
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+                None => {}
+            }
+        }
+    }
+
+    async fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Subscribe {
+                topic,
+                secret,
+                reply,
+            } => {
+                let _ = reply.send(self.subscribe(&topic, secret.as_deref()));
+            }
+            Request::Unsubscribe { topic, reply } => {
+                let _ = reply.send(self.unsubscribe(&topic));
+            }
+            Request::Publish { topic, msg, reply } => self.publish(&topic, msg, reply).await,
+            Request::Dm { to, msg, reply } => self.send_dm(&to, msg, reply),
+            Request::Peers { reply } => {
+                let _ = reply.send(self.peer_summaries());
+            }
+            Request::Whoami { reply } => {
+                let _ = reply.send(Whoami {
+                    peer: self.swarm.local_peer_id().to_string(),
+                    name: self.name.clone(),
+                    addrs: self.listen_addrs.iter().map(ToString::to_string).collect(),
+                });
+            }
+            Request::Shutdown => unreachable!("handled in run"),
+        }
+    }
+
+    /// Subscribes (or re-keys) a topic; returns whether it is open.
+    pub(crate) fn subscribe(
+        &mut self,
+        topic: &str,
+        secret: Option<&str>,
+    ) -> Result<bool, NodeError> {
+        crate::commands::validate_topic(topic)?;
+        let open = secret.is_none();
+        let keys = TopicKeys::derive(topic, secret.unwrap_or(topic));
+        let hash = gossipsub::IdentTopic::new(keys.wire_topic()).hash();
+        // Leaving the old topic id first when the secret changed.
+        if let Some((old_hash, _)) = self
+            .topics
+            .iter()
+            .find(|(h, t)| t.name == topic && **h != hash)
+        {
+            let old_hash = old_hash.clone();
+            self.topics.remove(&old_hash);
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .unsubscribe(&gossipsub::IdentTopic::new(old_hash.into_string()));
+        }
+        self.keyring
+            .write()
+            .expect("keyring lock")
+            .subscribe(topic, &keys, open)
+            .map_err(|e| NodeError::Keyring(e.to_string()))?;
+        let entry = self
+            .keyring
+            .read()
+            .expect("keyring lock")
+            .topic(topic)
+            .cloned()
+            .expect("just added");
+        self.join(entry)?;
+        if open {
+            tracing::warn!(topic, "open topic: anyone who knows its name can read it");
+        }
+        Ok(open)
+    }
+
+    /// Joins the gossipsub topic of a keyring entry and reports it.
+    pub(crate) fn join(&mut self, entry: TopicEntry) -> Result<(), NodeError> {
+        let topic = gossipsub::IdentTopic::new(entry.keys().wire_topic());
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| NodeError::Network(format!("subscribe failed: {e}")))?;
+        self.emit(Event::Subscribed {
+            topic: entry.name.clone(),
+            open: entry.open,
+        });
+        self.topics.insert(topic.hash(), entry);
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, topic: &str) -> Result<(), NodeError> {
+        crate::commands::validate_topic(topic)?;
+        let Some(hash) = self.topic_hash(topic) else {
+            return Err(NodeError::NotSubscribed(topic.to_owned()));
+        };
+        self.topics.remove(&hash);
+        if let Some(q) = self.queued.remove(&hash) {
+            self.queued_total -= q.len();
+        }
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .unsubscribe(&gossipsub::IdentTopic::new(hash.into_string()));
+        self.keyring
+            .write()
+            .expect("keyring lock")
+            .unsubscribe(topic)
+            .map_err(|e| NodeError::Keyring(e.to_string()))?;
+        self.emit(Event::Unsubscribed {
+            topic: topic.to_owned(),
+        });
+        Ok(())
+    }
+
+    fn topic_hash(&self, topic: &str) -> Option<gossipsub::TopicHash> {
+        self.topics
+            .iter()
+            .find(|(_, t)| t.name == topic)
+            .map(|(h, _)| h.clone())
+    }
+
+    async fn publish(
+        &mut self,
+        topic: &str,
+        msg: String,
+        reply: oneshot::Sender<Result<Published, NodeError>>,
+    ) {
+        if let Err(e) = crate::commands::validate_topic(topic)
+            .map_err(NodeError::from)
+            .and_then(|()| crate::commands::validate_message(&msg).map_err(NodeError::from))
+        {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let Some(hash) = self.topic_hash(topic) else {
+            let _ = reply.send(Err(NodeError::NotSubscribed(topic.to_owned())));
+            return;
+        };
+        let entry = self.topics[&hash].clone();
+        let seq = self.next_seq;
+        let payload = Payload {
+            seq,
+            name: self.name.clone(),
+            body: msg,
+        };
+        let local = *self.swarm.local_peer_id();
+        let envelope = Envelope::seal(
+            &entry.key,
+            Purpose::Topic,
+            entry.id,
+            local,
+            now_ms(),
+            &payload,
+        );
+        let bytes = envelope.encode();
+        let queued = match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(hash.clone(), bytes.clone())
+        {
+            Ok(_) => false,
+            Err(
+                gossipsub::PublishError::NoPeersSubscribedToTopic
+                | gossipsub::PublishError::AllQueuesFull(_),
+            ) => {
+                if self.queued_total >= MAX_QUEUED_PUBLISHES {
+                    let _ = reply.send(Err(NodeError::QueueFull(MAX_QUEUED_PUBLISHES)));
+                    return;
+                }
+                self.queued
+                    .entry(hash)
+                    .or_default()
+                    .push_back(bytes.clone());
+                self.queued_total += 1;
+                true
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NodeError::Network(format!("publish failed: {e}"))));
+                return;
+            }
+        };
+        self.next_seq += 1;
+        let id = envelope.id();
+        let published = Published {
+            id: id.clone(),
+            queued,
+        };
+        let (done, stored) = oneshot::channel();
+        let insert = Insert {
+            id: envelope.salt,
+            purpose: Purpose::Topic,
+            topic_id: entry.id,
+            ts: envelope.ts,
+            envelope: bytes,
+            own_seq: Some(self.next_seq),
+            event: Some(Event::Published {
+                topic: topic.to_owned(),
+                id,
+                queued,
+            }),
+            done: Some(done),
+        };
+        if let Err(e) = self.store.insert(insert).await {
+            let _ = reply.send(Err(NodeError::Store(e.to_string())));
+            return;
+        }
+        tokio::spawn(async move {
+            let result = match stored.await {
+                Ok(Ok(_)) => Ok(published),
+                Ok(Err(e)) => Err(NodeError::Store(e)),
+                Err(_) => Err(NodeError::Stopped),
+            };
+            let _ = reply.send(result);
+        });
+    }
+
+    /// Sends what was queued for `hash` now that a subscribed peer is there.
+    fn flush_queued(&mut self, hash: &gossipsub::TopicHash) {
+        let Some(queue) = self.queued.get_mut(hash) else {
+            return;
+        };
+        while let Some(bytes) = queue.front() {
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(hash.clone(), bytes.clone())
+            {
+                Ok(_) | Err(gossipsub::PublishError::Duplicate) => {
+                    queue.pop_front();
+                    self.queued_total -= 1;
+                }
+                Err(e) => {
+                    tracing::debug!("queued publish still waiting: {e}");
+                    break;
+                }
+            }
+        }
+        if queue.is_empty() {
+            self.queued.remove(hash);
+        }
+    }
+
+    /// Finds a peer by peer id or by (case-insensitive) display name.
+    fn resolve_peer(&self, to: &str) -> Result<PeerId, NodeError> {
+        if let Ok(peer) = to.parse::<PeerId>() {
+            return Ok(peer);
+        }
+        let matches: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(to))
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(NodeError::UnknownPeer(to.to_owned())),
+            many => Err(NodeError::AmbiguousPeer(to.to_owned(), many.len())),
+        }
+    }
+
+    fn send_dm(
+        &mut self,
+        to: &str,
+        msg: String,
+        reply: oneshot::Sender<Result<String, NodeError>>,
+    ) {
+        if let Err(e) = crate::commands::validate_message(&msg) {
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+        let peer = match self.resolve_peer(to) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if &peer == self.swarm.local_peer_id() {
+            let _ = reply.send(Err(NodeError::SelfDm));
+            return;
+        }
+        let known = self
+            .peers
+            .get(&peer)
+            .is_some_and(|s| s.connected || !s.addrs.is_empty());
+        if !known && !self.swarm.is_connected(&peer) {
+            let _ = reply.send(Err(NodeError::Unreachable {
+                peer: peer.to_string(),
+                reason: "not connected and no known address".into(),
+            }));
+            return;
+        }
+        let request = DmRequest {
+            id: random_id(),
+            ts: now_ms(),
+            name: self.name.clone(),
+            msg,
+        };
+        let request_id = self
+            .swarm
+            .behaviour_mut()
+            .dm
+            .send_request(&peer, request.clone());
+        self.pending_dms.insert(
+            request_id,
+            PendingDm {
+                peer,
+                request,
+                reply,
+            },
+        );
+    }
+
+    fn peer_summaries(&self) -> Vec<PeerSummary> {
+        let mut peers: Vec<PeerSummary> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| s.connected)
+            .map(|(p, s)| PeerSummary {
+                peer: p.to_string(),
+                name: s.name.clone(),
+                addrs: s.addrs.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        peers.sort_by(|a, b| a.name.cmp(&b.name).then(a.peer.cmp(&b.peer)));
+        peers
+    }
+
+    fn on_completion(&mut self, done: Completion) {
+        match done {
+            Completion::DmStored {
+                channel,
+                id,
+                result,
+            } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .dm
+                    .send_response(channel, DmResponse { id, result })
+                    .is_err()
+                {
+                    tracing::debug!("dm sender went away before the acknowledgement");
+                }
+            }
+        }
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                self.listen_addrs.insert(full.clone());
+                self.emit(Event::Listening {
+                    addr: full.to_string(),
+                });
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let full = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                self.listen_addrs.remove(&full);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let state = self.peers.entry(peer_id).or_default();
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    state.addrs.insert(address.clone());
+                }
+                if num_established.get() == 1 {
+                    state.connected = true;
+                    self.emit(Event::PeerConnected {
+                        peer: peer_id.to_string(),
+                    });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    if let Some(state) = self.peers.get_mut(&peer_id) {
+                        state.connected = false;
+                    }
+                    self.emit(Event::PeerDisconnected {
+                        peer: peer_id.to_string(),
+                    });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "outgoing connection failed: {error}");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
+            other => tracing::trace!(?other, "swarm event"),
+        }
+    }
+
+    async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(event) => self.on_gossipsub(event).await,
+            BehaviourEvent::Dm(event) => self.on_dm(event).await,
+            BehaviourEvent::Mdns(event) => self.on_mdns(event),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if info.protocol_version != behaviour::IDENTIFY_PROTOCOL {
+                    tracing::debug!(%peer_id, protocol = info.protocol_version, "peer speaks another protocol version");
+                }
+                let state = self.peers.entry(peer_id).or_default();
+                state.name = behaviour::name_from_agent_version(&info.agent_version);
+                for addr in info.listen_addrs {
+                    if !is_unspecified(&addr) {
+                        state.addrs.insert(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Identify(_) | BehaviourEvent::Ping(_) => {}
+        }
+    }
+
+    fn on_mdns(&mut self, event: mdns::Event) {
+        match event {
+            mdns::Event::Discovered(list) => {
+                let mut found: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, addr) in list {
+                    if &peer != self.swarm.local_peer_id() {
+                        found.entry(peer).or_default().push(addr);
+                    }
+                }
+                for (peer, addrs) in found {
+                    let state = self.peers.entry(peer).or_default();
+                    let new = addrs.iter().any(|a| !state.addrs.contains(a));
+                    state.addrs.extend(addrs.iter().cloned());
+                    if new {
+                        self.emit(Event::PeerDiscovered {
+                            peer: peer.to_string(),
+                            addr: addrs[0].to_string(),
+                            via: "mdns".into(),
+                        });
+                    }
+                    if !self.swarm.is_connected(&peer) {
+                        let opts = DialOpts::peer_id(peer)
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .addresses(addrs)
+                            .build();
+                        if let Err(e) = self.swarm.dial(opts) {
+                            tracing::debug!(%peer, "dial after discovery: {e}");
+                        }
+                    }
+                }
+            }
+            mdns::Event::Expired(list) => {
+                for (peer, addr) in list {
+                    if let Some(state) = self.peers.get_mut(&peer) {
+                        state.addrs.remove(&addr);
+                        if !state.connected && state.addrs.is_empty() {
+                            self.peers.remove(&peer);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let verdict = self.accept_message(&message).await;
+                let acceptance = match verdict {
+                    Ok(()) => gossipsub::MessageAcceptance::Accept,
+                    Err(reason) => {
+                        tracing::debug!(%propagation_source, reason, "dropped a gossip message");
+                        gossipsub::MessageAcceptance::Reject
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                tracing::debug!(%peer_id, %topic, "peer subscribed");
+                self.flush_queued(&topic);
+            }
+            gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            } => {
+                tracing::warn!(%peer_id, ?failed_messages, "slow peer: gossip messages to it were dropped");
+            }
+            other => tracing::trace!(?other, "gossipsub event"),
+        }
+    }
+
+    /// Validates, opens and stores one gossip message. `Err` names the drop reason.
+    async fn accept_message(&mut self, message: &gossipsub::Message) -> Result<(), &'static str> {
+        let Some(entry) = self.topics.get(&message.topic).cloned() else {
+            self.drops.unknown_topic += 1;
+            return Err("unknown topic");
+        };
+        let envelope = match Envelope::decode(&message.data) {
+            Ok(e) => e,
+            Err(_) => {
+                self.drops.malformed += 1;
+                return Err("malformed envelope");
+            }
+        };
+        if message.source != Some(envelope.sender) {
+            self.drops.forged_sender += 1;
+            return Err("sender is not the signing peer");
+        }
+        if !fresh(envelope.ts, now_ms()) {
+            self.drops.stale += 1;
+            return Err("timestamp out of the accepted window");
+        }
+        let payload = match envelope.open(&entry.key, Purpose::Topic, &entry.id) {
+            Ok(p) => p,
+            Err(_) => {
+                self.drops.decrypt_failed += 1;
+                return Err("does not open with the topic key");
+            }
+        };
+        let event = Event::Message {
+            topic: entry.name.clone(),
+            from: payload.name,
+            peer: envelope.sender.to_string(),
+            msg: payload.body,
+            id: envelope.id(),
+            ts: envelope.ts,
+        };
+        let insert = Insert {
+            id: envelope.salt,
+            purpose: Purpose::Topic,
+            topic_id: entry.id,
+            ts: envelope.ts,
+            envelope: message.data.clone(),
+            own_seq: None,
+            event: Some(event),
+            done: None,
+        };
+        if self.store.insert(insert).await.is_err() {
+            tracing::error!("inbox closed; message not stored");
+        }
+        Ok(())
+    }
+
+    async fn on_dm(&mut self, event: request_response::Event<DmRequest, DmResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    self.receive_dm(peer, request, channel).await;
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    let Some(pending) = self.pending_dms.remove(&request_id) else {
+                        return;
+                    };
+                    match response.result {
+                        Ok(()) if response.id == pending.request.id => {
+                            self.record_sent_dm(pending).await
+                        }
+                        Ok(()) => {
+                            let _ = pending.reply.send(Err(NodeError::Refused {
+                                peer: pending.peer.to_string(),
+                                reason: "acknowledged another message id".into(),
+                            }));
+                        }
+                        Err(reason) => {
+                            let _ = pending.reply.send(Err(NodeError::Refused {
+                                peer: pending.peer.to_string(),
+                                reason,
+                            }));
+                        }
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                if let Some(pending) = self.pending_dms.remove(&request_id) {
+                    let _ = pending.reply.send(Err(NodeError::Unreachable {
+                        peer: peer.to_string(),
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound dm failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    async fn receive_dm(
+        &mut self,
+        peer: PeerId,
+        request: DmRequest,
+        channel: ResponseChannel<DmResponse>,
+    ) {
+        let id = request.id;
+        if !fresh(request.ts, now_ms()) {
+            self.drops.stale += 1;
+            let _ = self.swarm.behaviour_mut().dm.send_response(
+                channel,
+                DmResponse {
+                    id,
+                    result: Err("timestamp out of the accepted window".into()),
+                },
+            );
+            return;
+        }
+        let record = DmRecord {
+            msg: request.msg.clone(),
+            to: None,
+        };
+        let event = Event::Dm {
+            from: request.name.clone(),
+            peer: peer.to_string(),
+            msg: request.msg,
+            id: hex::encode(id),
+            ts: request.ts,
+        };
+        let insert = self.dm_insert(peer, &request.name, request.ts, id, &record, event);
+        let (done, stored) = oneshot::channel();
+        let insert = Insert {
+            done: Some(done),
+            ..insert
+        };
+        if self.store.insert(insert).await.is_err() {
+            return;
+        }
+        let completions = self.completions_tx.clone();
+        tokio::spawn(async move {
+            let result = match stored.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err("recipient could not store the message".to_owned()),
+                Err(_) => Err("recipient is shutting down".to_owned()),
+            };
+            let _ = completions
+                .send(Completion::DmStored {
+                    channel,
+                    id,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    async fn record_sent_dm(&mut self, pending: PendingDm) {
+        let local = *self.swarm.local_peer_id();
+        let id = hex::encode(pending.request.id);
+        let record = DmRecord {
+            msg: pending.request.msg.clone(),
+            to: Some(pending.peer.to_string()),
+        };
+        let event = Event::DmSent {
+            to: pending.peer.to_string(),
+            id: id.clone(),
+        };
+        let name = self.name.clone();
+        let insert = self.dm_insert(
+            local,
+            &name,
+            pending.request.ts,
+            pending.request.id,
+            &record,
+            event,
+        );
+        let (done, stored) = oneshot::channel();
+        let insert = Insert {
+            done: Some(done),
+            ..insert
+        };
+        if let Err(e) = self.store.insert(insert).await {
+            let _ = pending.reply.send(Err(NodeError::Store(e.to_string())));
+            return;
+        }
+        tokio::spawn(async move {
+            let result = match stored.await {
+                Ok(Ok(_)) => Ok(id),
+                Ok(Err(e)) => Err(NodeError::Store(e)),
+                Err(_) => Err(NodeError::Stopped),
+            };
+            let _ = pending.reply.send(result);
+        });
+    }
+
+    /// Seals a direct-message record under the local key.
+    fn dm_insert(
+        &self,
+        author: PeerId,
+        name: &str,
+        ts: u64,
+        id: [u8; 32],
+        record: &DmRecord,
+        event: Event,
+    ) -> Insert {
+        let local_key = *self.keyring.read().expect("keyring lock").local_key();
+        let payload = Payload {
+            seq: 0,
+            name: name.to_owned(),
+            body: serde_json::to_string(record).expect("record serializes"),
+        };
+        let envelope = Envelope::seal_with_salt(
+            &local_key,
+            Purpose::DirectRecord,
+            [0; 32],
+            author,
+            ts,
+            id,
+            &payload,
+        );
+        Insert {
+            id,
+            purpose: Purpose::DirectRecord,
+            topic_id: [0; 32],
+            ts,
+            envelope: envelope.encode(),
+            own_seq: None,
+            event: Some(event),
+            done: None,
+        }
+    }
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_window() {
+        let now = 10 * MAX_MESSAGE_AGE_MS;
+        assert!(fresh(now, now));
+        assert!(fresh(now - MAX_MESSAGE_AGE_MS, now));
+        assert!(!fresh(now - MAX_MESSAGE_AGE_MS - 1, now));
+        assert!(fresh(now + MAX_CLOCK_SKEW_MS, now));
+        assert!(!fresh(now + MAX_CLOCK_SKEW_MS + 1, now));
+    }
+}

@@ -1,0 +1,447 @@
+//! The [`Node`]: starts the swarm, store and event loop, and is the cloneable
+//! handle every front end (stdin, the HTTP API, library users) talks through.
+//!
+//! ```text
+//!  stdin task ─┐                      ┌─> libp2p Swarm (gossipsub, dm, mdns, identify, ping)
+//!  API task  ──┼─ Request (mpsc) ──> EventLoop
+//!  library   ──┘                      └─> Store thread (SQLite, group commits)
+//!       ^                                      │
+//!       └──────── Event (broadcast) <──────────┴── (messages reported after commit)
+//! ```
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use libp2p::{noise, tcp, yamux, PeerId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::commands::{validate_topic, CommandError, TopicNameError};
+use crate::config::Config;
+use crate::envelope::{Envelope, Purpose, MAX_NAME_LEN};
+use crate::event::{Event, InboxItem, PeerSummary};
+use crate::keyring::{ensure_private_dir, load_or_create_identity, Keyring};
+use crate::network::behaviour::Behaviour;
+use crate::network::{EventLoop, Request};
+use crate::store::{InboxQuery, Store};
+
+/// Requests that may wait for the event loop.
+pub const REQUEST_QUEUE: usize = 256;
+/// Events buffered per subscriber; a subscriber that falls further behind misses events.
+pub const EVENT_BUFFER: usize = 4096;
+/// Connections idle this long (no protocol keeps them open) are closed.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What can go wrong when asking a node to do something. Texts are for users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// A bad topic name.
+    #[error(transparent)]
+    Topic(#[from] TopicNameError),
+    /// A bad command argument (message too long…).
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The node is not subscribed to the topic.
+    #[error("not subscribed to {0}\nhint: /sub {0} [SECRET] first")]
+    NotSubscribed(String),
+    /// No peer with that id or name is known.
+    #[error("unknown peer {0:?}: not a peer id and no connected peer has that name\nhint: /peers lists the peers and their names")]
+    UnknownPeer(String),
+    /// Several connected peers share that name.
+    #[error("{1} peers are named {0:?}; use a peer id")]
+    AmbiguousPeer(String, usize),
+    /// A DM to ourselves.
+    #[error("cannot send a direct message to this node itself")]
+    SelfDm,
+    /// The peer could not be reached.
+    #[error("peer {peer} is unreachable: {reason}")]
+    Unreachable {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The peer refused the message.
+    #[error("peer {peer} refused the message: {reason}")]
+    Refused {
+        /// The peer.
+        peer: String,
+        /// Its reason.
+        reason: String,
+    },
+    /// Too many publishes wait for a peer already.
+    #[error("{0} messages already wait for a peer; try again once one connects")]
+    QueueFull(usize),
+    /// The inbox failed.
+    #[error("{0}")]
+    Store(String),
+    /// The keyring file could not be written.
+    #[error("keyring: {0}")]
+    Keyring(String),
+    /// A libp2p operation failed.
+    #[error("{0}")]
+    Network(String),
+    /// The display name is invalid.
+    #[error("invalid name {0:?}: use 1 to 64 bytes without control characters")]
+    InvalidName(String),
+    /// Setting up the node failed.
+    #[error("{0}")]
+    Startup(String),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// The result of a publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// Message id.
+    pub id: String,
+    /// True when no subscribed peer was there: it is stored and goes out when one connects.
+    pub queued: bool,
+}
+
+/// Who this node is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Whoami {
+    /// Peer id.
+    pub peer: String,
+    /// Display name.
+    pub name: String,
+    /// Listen addresses, each ending in `/p2p/<peer id>`.
+    pub addrs: Vec<String>,
+}
+
+/// The plaintext body of a stored direct-message record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DmRecord {
+    pub msg: String,
+    /// Recipient, for messages this node sent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to: Option<String>,
+}
+
+/// A handle to a running node. Cheap to clone; every method talks to the
+/// node's event loop or store over channels.
+#[derive(Clone)]
+pub struct Node {
+    requests: mpsc::Sender<Request>,
+    events: broadcast::Sender<Event>,
+    store: Store,
+    keyring: Arc<RwLock<Keyring>>,
+    peer_id: PeerId,
+    name: String,
+}
+
+/// Checks a display name: 1 to 64 bytes, no control characters.
+///
+/// # Errors
+/// [`NodeError::InvalidName`].
+pub fn validate_name(name: &str) -> Result<(), NodeError> {
+    if name.trim().is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(NodeError::InvalidName(name.to_owned()));
+    }
+    Ok(())
+}
+
+impl Node {
+    /// Starts a node: opens the data dir, identity, keyring and inbox, builds
+    /// the swarm, listens, subscribes the configured topics and spawns the
+    /// event loop. Returns the handle and the loop's task (it ends after
+    /// [`Node::shutdown`]).
+    ///
+    /// Subscribe to [`Node::events`] before calling anything that emits, or
+    /// pass a receiver made with [`Node::start_with_events`].
+    ///
+    /// # Errors
+    /// [`NodeError::Startup`] when a file, the database or a listen address fails.
+    pub async fn start(config: Config) -> Result<(Node, JoinHandle<()>), NodeError> {
+        let (node, _events, task) = Self::start_with_events(config).await?;
+        Ok((node, task))
+    }
+
+    /// Like [`Node::start`], also returning an event receiver that sees every
+    /// event from the first (the `listening` ones included).
+    ///
+    /// # Errors
+    /// As [`Node::start`].
+    pub async fn start_with_events(
+        config: Config,
+    ) -> Result<(Node, broadcast::Receiver<Event>, JoinHandle<()>), NodeError> {
+        validate_name(&config.name)?;
+        let startup = |e: &dyn std::fmt::Display| NodeError::Startup(e.to_string());
+        ensure_private_dir(&config.data_dir).map_err(|e| startup(&e))?;
+        let keypair = load_or_create_identity(&config.data_dir).map_err(|e| startup(&e))?;
+        let keyring = Arc::new(RwLock::new(
+            Keyring::load_or_create(&config.data_dir).map_err(|e| startup(&e))?,
+        ));
+        let (events, first_receiver) = broadcast::channel(EVENT_BUFFER);
+        let store = Store::open(&config.data_dir, events.clone()).map_err(|e| startup(&e))?;
+        let next_seq = store.next_seq().await.map_err(|e| startup(&e))?;
+
+        let name = config.name.clone();
+        let mdns = config.mdns;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| startup(&e))?
+            .with_quic()
+            .with_behaviour(|key| {
+                Behaviour::new(key, &name, mdns)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|e| startup(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .build();
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NodeError::Startup(format!("cannot listen on {addr}: {e}")))?;
+        }
+        let peer_id = *swarm.local_peer_id();
+        let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
+        let mut event_loop = EventLoop::new(
+            swarm,
+            config.name.clone(),
+            requests_rx,
+            events.clone(),
+            store.clone(),
+            keyring.clone(),
+            config.peers.clone(),
+            next_seq,
+        );
+        // Topics from the keyring (earlier runs), then those of the command line.
+        let saved: Vec<_> = keyring
+            .read()
+            .expect("keyring lock")
+            .subscribed()
+            .cloned()
+            .collect();
+        for entry in saved {
+            event_loop.join(entry)?;
+        }
+        for (topic, secret) in &config.topics {
+            event_loop.subscribe(topic, secret.as_deref())?;
+        }
+        let task = tokio::spawn(event_loop.run());
+        let node = Node {
+            requests,
+            events,
+            store,
+            keyring,
+            peer_id,
+            name: config.name,
+        };
+        Ok((node, first_receiver, task))
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// A receiver of every event from now on.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Emits `event` to every event receiver (front ends use it to report their own errors).
+    pub fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// This node's display name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Subscribes to `topic` with `secret` (none: an open topic). Returns whether it is open.
+    ///
+    /// # Errors
+    /// A bad topic name, a keyring write failure, or a stopped node.
+    pub async fn subscribe(&self, topic: &str, secret: Option<&str>) -> Result<bool, NodeError> {
+        let (topic, secret) = (topic.to_owned(), secret.map(str::to_owned));
+        self.call(|reply| Request::Subscribe {
+            topic,
+            secret,
+            reply,
+        })
+        .await?
+    }
+
+    /// Leaves `topic` (its stored messages stay readable).
+    ///
+    /// # Errors
+    /// [`NodeError::NotSubscribed`], or a stopped node.
+    pub async fn unsubscribe(&self, topic: &str) -> Result<(), NodeError> {
+        let topic = topic.to_owned();
+        self.call(|reply| Request::Unsubscribe { topic, reply })
+            .await?
+    }
+
+    /// Publishes `msg` on `topic`. Returns once the message is stored.
+    ///
+    /// # Errors
+    /// [`NodeError::NotSubscribed`], a message over the limit, a full queue, a store failure.
+    pub async fn publish(&self, topic: &str, msg: &str) -> Result<Published, NodeError> {
+        let (topic, msg) = (topic.to_owned(), msg.to_owned());
+        self.call(|reply| Request::Publish { topic, msg, reply })
+            .await?
+    }
+
+    /// Sends a direct message to a peer id or a connected peer's name; returns
+    /// the message id once the recipient has acknowledged storing it.
+    ///
+    /// # Errors
+    /// Unknown, ambiguous or unreachable peer, refusal, or a message over the limit.
+    pub async fn dm(&self, to: &str, msg: &str) -> Result<String, NodeError> {
+        let (to, msg) = (to.to_owned(), msg.to_owned());
+        self.call(|reply| Request::Dm { to, msg, reply }).await?
+    }
+
+    /// Connected peers.
+    ///
+    /// # Errors
+    /// A stopped node.
+    pub async fn peers(&self) -> Result<Vec<PeerSummary>, NodeError> {
+        self.call(|reply| Request::Peers { reply }).await
+    }
+
+    /// Our id, name and addresses.
+    ///
+    /// # Errors
+    /// A stopped node.
+    pub async fn whoami(&self) -> Result<Whoami, NodeError> {
+        self.call(|reply| Request::Whoami { reply }).await
+    }
+
+    /// Subscribed topic names, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        self.keyring
+            .read()
+            .expect("keyring lock")
+            .subscribed()
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    /// Reads the inbox, decrypting as it goes: the last `limit` messages
+    /// (of `topic` only, if given; from `since`, unix ms, if given), oldest first.
+    ///
+    /// # Errors
+    /// A bad topic name, a topic never subscribed, or a store failure.
+    pub async fn inbox(
+        &self,
+        topic: Option<&str>,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, NodeError> {
+        let topics = match topic {
+            Some(t) => {
+                validate_topic(t)?;
+                let keyring = self.keyring.read().expect("keyring lock");
+                let ids: Vec<[u8; 32]> = keyring
+                    .all()
+                    .filter(|e| e.name == t)
+                    .map(|e| e.id)
+                    .collect();
+                if ids.is_empty() {
+                    return Err(NodeError::NotSubscribed(t.to_owned()));
+                }
+                Some(ids)
+            }
+            None => None,
+        };
+        let rows = self
+            .store
+            .query(InboxQuery {
+                topics,
+                since,
+                limit,
+            })
+            .await
+            .map_err(|e| NodeError::Store(e.to_string()))?;
+        let keyring = self.keyring.read().expect("keyring lock");
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            match open_stored(&keyring, row.purpose, &row.envelope) {
+                Some(item) => items.push(item),
+                None => tracing::warn!(
+                    id = hex::encode(row.id),
+                    "an inbox record does not open; skipped"
+                ),
+            }
+        }
+        Ok(items)
+    }
+
+    /// How many messages the inbox holds.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn inbox_len(&self) -> Result<u64, NodeError> {
+        self.store
+            .count()
+            .await
+            .map_err(|e| NodeError::Store(e.to_string()))
+    }
+
+    /// Stops the event loop (which then closes the inbox). Idempotent.
+    pub async fn shutdown(&self) {
+        let _ = self.requests.send(Request::Shutdown).await;
+    }
+}
+
+/// Opens one stored envelope into an inbox item.
+fn open_stored(keyring: &Keyring, purpose: Purpose, bytes: &[u8]) -> Option<InboxItem> {
+    let envelope = Envelope::decode(bytes).ok()?;
+    match purpose {
+        Purpose::Topic => {
+            let entry = keyring.by_id(&envelope.topic_id)?;
+            let payload = envelope.open(&entry.key, Purpose::Topic, &entry.id).ok()?;
+            Some(InboxItem {
+                kind: "topic".into(),
+                topic: Some(entry.name.clone()),
+                from: payload.name,
+                peer: envelope.sender.to_string(),
+                to: None,
+                msg: payload.body,
+                id: envelope.id(),
+                ts: envelope.ts,
+            })
+        }
+        Purpose::DirectRecord => {
+            let payload = envelope
+                .open(keyring.local_key(), Purpose::DirectRecord, &[0; 32])
+                .ok()?;
+            let record: DmRecord = serde_json::from_str(&payload.body).ok()?;
+            Some(InboxItem {
+                kind: "dm".into(),
+                topic: None,
+                from: payload.name,
+                peer: envelope.sender.to_string(),
+                to: record.to,
+                msg: record.msg,
+                id: envelope.id(),
+                ts: envelope.ts,
+            })
+        }
+    }
+}
