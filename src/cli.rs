@@ -64,7 +64,7 @@ impl Cli {
         let mut topics = Vec::new();
         for t in &self.topic {
             let (topic, secret) = match t.split_once('=') {
-                Some((topic, secret)) if secret.is_empty() => {
+                Some((topic, "")) => {
                     return Err(format!("--topic {topic}=: the secret after '=' is empty"))
                 }
                 Some((topic, secret)) => (topic, Some(secret.to_owned())),

@@ -75,7 +75,10 @@ pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
             }
             Ok(_) if buf.len() > MAX_LINE_BYTES && !buf.ends_with(b"\n") => {
                 printer.print(&Event::Error {
-                    error: format!("line longer than {MAX_LINE_BYTES} bytes ignored"),
+                    error: format!(
+                        "line longer than {MAX_LINE_BYTES} bytes ignored: the message size limit is {} bytes",
+                        crate::envelope::MAX_MESSAGE_BYTES
+                    ),
                 });
                 // Skip the rest of the line.
                 let mut rest = Vec::new();

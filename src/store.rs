@@ -206,12 +206,12 @@ struct StoreThread {
 impl StoreThread {
     fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         tracing::debug!(path = %self.path.display(), "inbox open");
-        let mut batch: Vec<Box<Insert>> = Vec::new();
+        let mut batch: Vec<Insert> = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut next = Some(first);
             while let Some(request) = next.take() {
                 match request {
-                    Request::Insert(insert) => batch.push(insert),
+                    Request::Insert(insert) => batch.push(*insert),
                     other => {
                         self.commit(&mut batch);
                         if let Request::Close { reply } = other {
@@ -259,7 +259,7 @@ impl StoreThread {
     }
 
     /// Writes the batch in one transaction, then reports each message.
-    fn commit(&mut self, batch: &mut Vec<Box<Insert>>) {
+    fn commit(&mut self, batch: &mut Vec<Insert>) {
         if batch.is_empty() {
             return;
         }

@@ -1,0 +1,146 @@
+//! The library API: in-process nodes over real loopback sockets, and the
+//! inbox store on a real database file.
+
+use std::time::Duration;
+
+use murmur::envelope::Purpose;
+use murmur::store::{InboxQuery, Insert, Store};
+use murmur::{Config, Event, Node};
+use tokio::sync::broadcast;
+
+async fn next_matching(
+    rx: &mut broadcast::Receiver<Event>,
+    what: &str,
+    pred: impl Fn(&Event) -> bool,
+) -> Event {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let e = rx.recv().await.expect("event stream open");
+            if pred(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within 20 s"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_in_process_nodes_exchange_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, mut alice_events, alice_task) =
+        Node::start_with_events(Config::loopback("alice", tmp.path().join("a")))
+            .await
+            .unwrap();
+    let Event::Listening { addr } = next_matching(&mut alice_events, "listening", |e| {
+        matches!(e, Event::Listening { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    let mut config = Config::loopback("bob", tmp.path().join("b"));
+    config.peers.push(addr.parse().unwrap());
+    config.topics.push(("news".into(), Some("s3cret".into())));
+    let (bob, mut bob_events, bob_task) = Node::start_with_events(config).await.unwrap();
+
+    alice.subscribe("news", Some("s3cret")).await.unwrap();
+    let published = alice.publish("news", "hello bob").await.unwrap();
+    let got = next_matching(&mut bob_events, "message", |e| {
+        matches!(e, Event::Message { .. })
+    })
+    .await;
+    let Event::Message {
+        from,
+        msg,
+        id,
+        peer,
+        ..
+    } = got
+    else {
+        unreachable!()
+    };
+    assert_eq!((from.as_str(), msg.as_str()), ("alice", "hello bob"));
+    assert_eq!(id, published.id);
+    assert_eq!(peer, alice.peer_id().to_string());
+
+    let inbox = bob.inbox(Some("news"), None, 10).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].msg, "hello bob");
+    assert_eq!(bob.topics(), vec!["news".to_string()]);
+
+    alice.shutdown().await;
+    bob.shutdown().await;
+    alice_task.await.unwrap();
+    bob_task.await.unwrap();
+    assert!(matches!(
+        alice.publish("news", "x").await,
+        Err(murmur::NodeError::Stopped)
+    ));
+}
+
+#[tokio::test]
+async fn the_store_keeps_a_duplicate_once_and_reports_it_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (events, mut rx) = broadcast::channel(16);
+    let store = Store::open(tmp.path(), events).unwrap();
+    let insert = |body: &str| Insert {
+        id: [7; 32],
+        purpose: Purpose::Topic,
+        topic_id: [1; 32],
+        ts: 1000,
+        envelope: body.as_bytes().to_vec(),
+        own_seq: None,
+        event: Some(Event::Error { error: body.into() }),
+        done: None,
+    };
+    let (done1, r1) = tokio::sync::oneshot::channel();
+    let (done2, r2) = tokio::sync::oneshot::channel();
+    store
+        .insert(Insert {
+            done: Some(done1),
+            ..insert("first")
+        })
+        .await
+        .unwrap();
+    store
+        .insert(Insert {
+            done: Some(done2),
+            ..insert("second")
+        })
+        .await
+        .unwrap();
+    assert_eq!(r1.await.unwrap(), Ok(true));
+    assert_eq!(r2.await.unwrap(), Ok(false));
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert_eq!(
+        rx.recv().await.unwrap(),
+        Event::Error {
+            error: "first".into()
+        }
+    );
+    assert!(rx.try_recv().is_err(), "the duplicate must not be reported");
+    let rows = store
+        .query(InboxQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows[0].envelope, b"first");
+    store.close().await;
+
+    // Reopened: still one, and the same id is still refused.
+    let (events, _rx) = broadcast::channel(16);
+    let store = Store::open(tmp.path(), events).unwrap();
+    let (done, r) = tokio::sync::oneshot::channel();
+    store
+        .insert(Insert {
+            done: Some(done),
+            ..insert("third")
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.await.unwrap(), Ok(false));
+    assert_eq!(store.count().await.unwrap(), 1);
+}

@@ -1,0 +1,296 @@
+//! Real murmur nodes on loopback: encrypted topics, direct messages, queued
+//! publishes, the persistent inbox and the stdin command language.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{files_containing, temp, TestNode};
+
+#[test]
+fn topic_messages_reach_holders_of_the_secret_only() {
+    let tmp = temp();
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &[]);
+    let mut b = TestNode::start("bob", &tmp.path().join("b"), &["--peer", &a.addr.clone()]);
+    let mut c = TestNode::start(
+        "carol",
+        &tmp.path().join("c"),
+        &["--peer", &a.addr.clone(), "--peer", &b.addr.clone()],
+    );
+    a.subscribe("news", Some("s3cret"));
+    b.subscribe("news", Some("s3cret"));
+    c.subscribe("news", Some("wrong-guess"));
+
+    a.send("/pub news first-from-alice");
+    let m = b.wait_event("message", |v| v["msg"] == "first-from-alice");
+    assert_eq!(m["from"], "alice");
+    assert_eq!(m["topic"], "news");
+    assert_eq!(m["peer"], a.peer_id.as_str());
+    assert!(m["ts"].as_u64().unwrap() > 1_700_000_000_000);
+
+    b.send("/pub news reply-from-bob");
+    let m = a.wait_event("message", |v| v["msg"] == "reply-from-bob");
+    assert_eq!(m["from"], "bob");
+
+    // A line without a leading '/' goes to the topic last used.
+    a.send("plain line from alice");
+    b.wait_event("message", |v| v["msg"] == "plain line from alice");
+
+    // Carol, with the wrong secret, sees none of it, then or later.
+    let late = c.drain_for(Duration::from_secs(1));
+    assert!(
+        late.iter().all(|v| v["event"] != "message"),
+        "carol got a message: {late:?}"
+    );
+    assert!(c.inbox("").is_empty());
+    assert!(files_containing(&c.data_dir, b"first-from-alice").is_empty());
+    assert!(files_containing(&c.data_dir, b"reply-from-bob").is_empty());
+    // …and her own messages do not reach the others.
+    c.send("/pub news carol-wrong-key");
+    c.wait_event("published", |_| true);
+    let late = a.drain_for(Duration::from_secs(1));
+    assert!(
+        late.iter().all(|v| v["msg"] != "carol-wrong-key"),
+        "{late:?}"
+    );
+}
+
+#[test]
+fn direct_messages_by_peer_id_and_by_name_are_acknowledged() {
+    let tmp = temp();
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &[]);
+    let mut b = TestNode::start("bob", &tmp.path().join("b"), &["--peer", &a.addr.clone()]);
+    b.wait_peers("include alice", |p| p.iter().any(|p| p["name"] == "alice"));
+
+    a.send(&format!("/dm {} hello by id", b.peer_id));
+    let sent = a.wait_event("dm_sent", |_| true);
+    assert_eq!(sent["to"], b.peer_id.as_str());
+    let dm = b.wait_event("dm", |v| v["msg"] == "hello by id");
+    assert_eq!(dm["from"], "alice");
+    assert_eq!(dm["peer"], a.peer_id.as_str());
+    assert_eq!(dm["id"], sent["id"]);
+
+    b.send("/dm ALICE hello by name");
+    b.wait_event("dm_sent", |v| v["to"] == a.peer_id.as_str());
+    let dm = a.wait_event("dm", |v| v["msg"] == "hello by name");
+    assert_eq!(dm["from"], "bob");
+
+    // Both sides keep the conversation in their inbox.
+    let inbox = a.inbox("");
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    assert_eq!(inbox[0]["msg"], "hello by id");
+    assert_eq!(inbox[0]["to"], b.peer_id.as_str());
+    assert_eq!(inbox[1]["msg"], "hello by name");
+    assert_eq!(inbox[1]["kind"], "dm");
+
+    // An unknown name and an unreachable peer id are clear errors.
+    let e = a.ask("/dm nobody hi", "error");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown peer \"nobody\""),
+        "{e}"
+    );
+    let stranger = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+    let e = a.ask(&format!("/dm {stranger} hi"), "error");
+    assert!(e["error"].as_str().unwrap().contains("unreachable"), "{e}");
+    let e = a.ask(&format!("/dm {} hi", a.peer_id), "error");
+    assert!(e["error"].as_str().unwrap().contains("itself"), "{e}");
+}
+
+#[test]
+fn a_message_published_before_any_peer_is_delivered_when_one_arrives() {
+    let tmp = temp();
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &[]);
+    a.subscribe("news", Some("s3cret"));
+    a.send("/pub news sent-while-alone");
+    let p = a.wait_event("published", |_| true);
+    assert_eq!(p["queued"], true);
+
+    let mut b = TestNode::start(
+        "bob",
+        &tmp.path().join("b"),
+        &["--topic", "news=s3cret", "--peer", &a.addr.clone()],
+    );
+    let m = b.wait_event("message", |v| v["msg"] == "sent-while-alone");
+    assert_eq!(m["id"], p["id"]);
+    // Delivered once.
+    let later = b.drain_for(Duration::from_millis(1500));
+    assert!(later.iter().all(|v| v["event"] != "message"), "{later:?}");
+}
+
+#[test]
+fn inbox_and_subscriptions_survive_a_restart_and_hold_no_plaintext() {
+    let tmp = temp();
+    let b_dir = tmp.path().join("b");
+    let mut a = TestNode::start(
+        "alice",
+        &tmp.path().join("a"),
+        &["--topic", "news=hunter2-topic-secret"],
+    );
+    let mut b = TestNode::start(
+        "bob",
+        &b_dir,
+        &[
+            "--topic",
+            "news=hunter2-topic-secret",
+            "--peer",
+            &a.addr.clone(),
+        ],
+    );
+    let peer_id = b.peer_id.clone();
+    for i in 0..3 {
+        a.send(&format!("/pub news restart-body-{i}"));
+        b.wait_event("message", |v| v["msg"] == format!("restart-body-{i}"));
+    }
+    b.wait_peers("include alice", |p| p.iter().any(|p| p["name"] == "alice"));
+    b.send("/dm alice secret-dm-body");
+    b.wait_event("dm_sent", |_| true);
+    assert!(b.quit().success());
+
+    let mut b = TestNode::start("bob", &b_dir, &[]);
+    assert_eq!(b.peer_id, peer_id, "the peer id must survive a restart");
+    let topics = b.ask("/topics", "topics");
+    assert_eq!(topics["topics"], serde_json::json!(["news"]));
+    let inbox = b.inbox("");
+    let bodies: Vec<&str> = inbox.iter().map(|m| m["msg"].as_str().unwrap()).collect();
+    assert_eq!(
+        bodies,
+        [
+            "restart-body-0",
+            "restart-body-1",
+            "restart-body-2",
+            "secret-dm-body"
+        ]
+    );
+    assert!(inbox[..3]
+        .iter()
+        .all(|m| m["from"] == "alice" && m["topic"] == "news" && m["kind"] == "topic"));
+    assert_eq!(b.inbox("news 2").len(), 2);
+    assert!(b.quit().success());
+
+    for needle in ["restart-body-", "secret-dm-body", "hunter2-topic-secret"] {
+        for dir in [&b_dir, &tmp.path().join("a")] {
+            let hits = files_containing(dir, needle.as_bytes());
+            assert!(hits.is_empty(), "{needle:?} in plaintext in {hits:?}");
+        }
+    }
+}
+
+#[test]
+fn bad_commands_get_errors_and_the_node_keeps_working() {
+    let tmp = temp();
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &[]);
+    let cases = [
+        ("/frobnicate", "unknown command /frobnicate"),
+        ("/pub news", "usage: /pub TOPIC MESSAGE"),
+        ("/sub", "usage: /sub TOPIC [SECRET]"),
+        ("/dm bob", "usage: /dm PEER MESSAGE"),
+        (
+            "/inbox news many",
+            "/inbox takes at most a topic and a count",
+        ),
+        ("/pub news hello", "not subscribed to news"),
+        ("/unsub news", "not subscribed to news"),
+        ("just words", "no topic yet"),
+    ];
+    for (line, expected) in cases {
+        let e = a.ask(line, "error");
+        assert!(
+            e["error"].as_str().unwrap().contains(expected),
+            "{line:?} → {e}"
+        );
+    }
+    let long = format!("/pub news {}", "x".repeat(70_000));
+    let e = a.ask(&long, "error");
+    assert!(e["error"].as_str().unwrap().contains("limit"), "{e}");
+    let e = a.ask(&format!("/pub news {}", "y".repeat(65_537)), "error");
+    assert_eq!(e["error"], "message is 65537 bytes; the limit is 65536");
+    a.send_bytes(b"/pub news \xff\xfe\n");
+    let e = a.wait_event("error", |_| true);
+    assert!(e["error"].as_str().unwrap().contains("UTF-8"), "{e}");
+
+    // Still alive and working.
+    a.subscribe("news", Some("s3cret"));
+    a.send("/pub news still here");
+    a.wait_event("published", |_| true);
+    assert_eq!(a.inbox("")[0]["msg"], "still here");
+    let w = a.ask("/whoami", "whoami");
+    assert_eq!(w["name"], "alice");
+    let help = a.ask("/help", "help");
+    assert!(help["text"]
+        .as_str()
+        .unwrap()
+        .contains("/sub TOPIC [SECRET]"));
+}
+
+#[test]
+fn open_topics_are_flagged_and_closed_stdin_does_not_stop_the_node() {
+    let tmp = temp();
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &[]);
+    let mut b = TestNode::start("bob", &tmp.path().join("b"), &["--peer", &a.addr.clone()]);
+    a.send("/sub lobby");
+    let s = a.wait_event("subscribed", |_| true);
+    assert_eq!(s["open"], true);
+    b.subscribe("lobby", None);
+    // Bob's stdin closes: he keeps receiving.
+    b.close_stdin();
+    a.send("/pub lobby anyone-can-read");
+    b.wait_event("message", |v| v["msg"] == "anyone-can-read");
+    assert!(b.is_running());
+    // SIGTERM stops it cleanly.
+    b.signal("TERM");
+    assert!(b.wait_exit().success());
+}
+
+#[test]
+fn human_output_is_readable_and_logs_stay_off_stdout() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let tmp = temp();
+    let mut child = Command::new(support::murmur_bin())
+        .args([
+            "--no-mdns",
+            "--name",
+            "dora",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--data-dir",
+        ])
+        .arg(tmp.path().join("d"))
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "/sub news s3cret\n/pub news hi there\n/inbox\n/quit").unwrap();
+    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("listening on /ip4/127.0.0.1/tcp/")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"subscribed to news".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"[news] dora: hi there".to_string()),
+        "{lines:?}"
+    );
+    // Nothing from the trace-level logs reached stdout.
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("TRACE") && !l.contains("DEBUG")),
+        "{lines:?}"
+    );
+}

@@ -1,0 +1,294 @@
+//! Test helpers: real `murmur` processes on loopback, driven over stdin and
+//! read as `--json` events from stdout.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any single expected event may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A `murmur` child process.
+pub struct TestNode {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub peer_id: String,
+    /// The first listen address, dialable as is.
+    pub addr: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: mpsc::Receiver<Value>,
+    /// Every event seen so far, in order.
+    pub seen: Vec<Value>,
+    stderr_path: PathBuf,
+}
+
+/// The path of the binary under test.
+pub fn murmur_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_murmur")
+}
+
+impl TestNode {
+    /// Starts `murmur --json --no-mdns --listen /ip4/127.0.0.1/tcp/0` named
+    /// `name` with data in `data_dir`, plus `extra` arguments, and waits for
+    /// its first `listening` event.
+    pub fn start(name: &str, data_dir: &Path, extra: &[&str]) -> TestNode {
+        Self::start_with_env(name, data_dir, extra, &[])
+    }
+
+    /// As [`TestNode::start`], with extra environment variables.
+    pub fn start_with_env(
+        name: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestNode {
+        let stderr_path = data_dir.with_extension("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
+        let mut cmd = Command::new(murmur_bin());
+        cmd.args(["--json", "--no-mdns", "--name", name, "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn,murmur=debug");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn murmur");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = TestNode {
+            name: name.to_owned(),
+            data_dir: data_dir.to_owned(),
+            peer_id: String::new(),
+            addr: String::new(),
+            child,
+            stdin,
+            events,
+            seen: Vec::new(),
+            stderr_path,
+        };
+        let listening = node.wait_event("listening", |_| true);
+        node.addr = listening["addr"].as_str().unwrap().to_owned();
+        node.peer_id = node.addr.rsplit('/').next().unwrap().to_owned();
+        node
+    }
+
+    /// Writes one line to the node's stdin.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write stdin");
+        stdin.flush().unwrap();
+    }
+
+    /// Writes raw bytes to the node's stdin.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write stdin");
+        stdin.flush().unwrap();
+    }
+
+    /// Closes the node's stdin.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the next event named `kind` matching `pred`, among events not
+    /// yet returned by a wait; panics after [`WAIT`] saying what was missing.
+    pub fn wait_event(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_event_for(kind, WAIT, pred).unwrap_or_else(|| {
+            panic!(
+                "{}: no {kind:?} event within {WAIT:?}\n{}",
+                self.name,
+                self.report()
+            )
+        })
+    }
+
+    /// As [`TestNode::wait_event`] but returns `None` after `timeout`.
+    pub fn wait_event_for(
+        &mut self,
+        kind: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if v["event"] == kind && pred(&v) {
+                        return Some(v);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Collects every event that arrives within `window`.
+    pub fn drain_for(&mut self, window: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        while let Ok(v) = self
+            .events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(v.clone());
+            out.push(v);
+        }
+        out
+    }
+
+    /// Sends a command and waits for the answer event named `kind`.
+    pub fn ask(&mut self, line: &str, kind: &str) -> Value {
+        self.send(line);
+        self.wait_event(kind, |_| true)
+    }
+
+    /// The inbox messages (`/inbox` with the given arguments).
+    pub fn inbox(&mut self, args: &str) -> Vec<Value> {
+        let v = self.ask(&format!("/inbox {args}"), "inbox");
+        v["messages"].as_array().unwrap().clone()
+    }
+
+    /// Subscribes and waits for the `subscribed` event.
+    pub fn subscribe(&mut self, topic: &str, secret: Option<&str>) {
+        match secret {
+            Some(s) => self.send(&format!("/sub {topic} {s}")),
+            None => self.send(&format!("/sub {topic}")),
+        }
+        self.wait_event("subscribed", |v| v["topic"] == topic);
+    }
+
+    /// Polls `/peers` until `pred` holds for the list, or fails after [`WAIT`].
+    pub fn wait_peers(&mut self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let peers = self.ask("/peers", "peers")["peers"]
+                .as_array()
+                .unwrap()
+                .clone();
+            if pred(&peers) {
+                return peers;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: peers never {what}: {peers:?}\n{}",
+                    self.name,
+                    self.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The process's stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    fn report(&self) -> String {
+        let seen: Vec<String> = self.seen.iter().map(|v| v.to_string()).collect();
+        format!(
+            "events seen:\n  {}\nstderr:\n{}",
+            seen.join("\n  "),
+            self.stderr()
+        )
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Sends `/quit` and waits for a clean exit.
+    pub fn quit(mut self) -> ExitStatus {
+        self.send("/quit");
+        self.wait_exit()
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{}: did not exit within {WAIT:?}\n{}",
+                    self.name,
+                    self.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh temporary directory for one test; data dirs go below it.
+pub fn temp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("murmur-test-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// Every file below `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(path);
+                }
+            }
+        }
+    }
+    hits
+}
