@@ -23,12 +23,12 @@ async fn main() -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     loop {
         tokio::select! {
-            event = events.recv() => match event? {
-                e @ (Event::PeerDiscovered { .. } | Event::PeerConnected { .. } | Event::PeerDisconnected { .. } | Event::Listening { .. }) => {
+            event = events.recv() => {
+                let e = event?;
+                if matches!(e, Event::PeerDiscovered { .. } | Event::PeerConnected { .. } | Event::PeerDisconnected { .. } | Event::Listening { .. }) {
                     println!("{:>8.3}s  {}", start.elapsed().as_secs_f64(), e.to_human());
                 }
-                _ => {}
-            },
+            }
             _ = tokio::signal::ctrl_c() => break,
         }
     }
