@@ -45,6 +45,21 @@ pub struct Cli {
     #[arg(long)]
     pub no_mdns: bool,
 
+    /// Serve the local HTTP/JSON API and web page at this address, e.g.
+    /// 127.0.0.1:8080 (off by default; a non-loopback address needs --api-token)
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<std::net::SocketAddr>,
+
+    /// Token the API requires as `Authorization: Bearer TOKEN` on every route
+    /// but /health
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "MURMUR_API_TOKEN",
+        hide_env_values = true
+    )]
+    pub api_token: Option<String>,
+
     /// Print one JSON object per line on stdout, one per event, and nothing else
     #[arg(long)]
     pub json: bool,

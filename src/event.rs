@@ -47,6 +47,11 @@ pub enum Event {
         /// The full address.
         addr: String,
     },
+    /// The HTTP API serves at `addr` (`http://…`).
+    ApiListening {
+        /// The base URL.
+        addr: String,
+    },
     /// A peer was found (`via`: `"mdns"`).
     PeerDiscovered {
         /// Its peer id.
@@ -86,6 +91,8 @@ pub enum Event {
         id: String,
         /// Waiting for a subscribed peer.
         queued: bool,
+        /// Published on an open topic (readable by anyone who knows the name).
+        open: bool,
     },
     /// A topic message arrived and is stored.
     Message {
@@ -168,6 +175,7 @@ impl Event {
     pub fn to_human(&self) -> String {
         match self {
             Event::Listening { addr } => format!("listening on {addr}"),
+            Event::ApiListening { addr } => format!("api and web page at {addr}"),
             Event::PeerDiscovered { peer, addr, via } => format!("discovered {peer} at {addr} ({via})"),
             Event::PeerConnected { peer } => format!("connected to {peer}"),
             Event::PeerDisconnected { peer } => format!("disconnected from {peer}"),
@@ -176,9 +184,16 @@ impl Event {
                 "subscribed to {topic} (open topic: anyone who knows the name can read it; use /sub {topic} SECRET for a private one)"
             ),
             Event::Unsubscribed { topic } => format!("unsubscribed from {topic}"),
-            Event::Published { topic, id, queued: false } => format!("published to {topic} ({})", short(id)),
-            Event::Published { topic, id, queued: true } => {
-                format!("queued for {topic} ({}): no subscribed peer yet, it goes out when one connects", short(id))
+            Event::Published { topic, id, queued, open } => {
+                let mut s = if *queued {
+                    format!("queued for {topic} ({}): no subscribed peer yet, it goes out when one connects", short(id))
+                } else {
+                    format!("published to {topic} ({})", short(id))
+                };
+                if *open {
+                    s.push_str(" [open topic: anyone who knows the name can read it]");
+                }
+                s
             }
             Event::Message { topic, from, msg, .. } => format!("[{topic}] {from}: {msg}"),
             Event::Dm { from, msg, .. } => format!("[dm] {from}: {msg}"),

@@ -254,6 +254,35 @@ impl Keyring {
         self.save().inspect_err(|_| self.topics = before)
     }
 
+    /// Records the keys of a topic without subscribing (publishing to an open
+    /// topic one has not joined); saves only when the entry is new.
+    ///
+    /// # Errors
+    /// When the keyring cannot be written.
+    pub fn remember(
+        &mut self,
+        name: &str,
+        keys: &TopicKeys,
+        open: bool,
+    ) -> Result<(), KeyringError> {
+        if self.topics.contains_key(&keys.id) {
+            return Ok(());
+        }
+        self.topics.insert(
+            keys.id,
+            TopicEntry {
+                name: name.to_owned(),
+                id: keys.id,
+                key: keys.key,
+                open,
+                subscribed: false,
+            },
+        );
+        self.save().inspect_err(|_| {
+            self.topics.remove(&keys.id);
+        })
+    }
+
     /// Marks a topic as left (its keys stay, for reading the inbox) and saves.
     ///
     /// # Errors

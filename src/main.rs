@@ -5,9 +5,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use murmur::api::Api;
 use murmur::cli::Cli;
 use murmur::console::{run_stdin, Printer};
-use murmur::Node;
+use murmur::{Event, Node};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -38,6 +39,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (node, events, task) = Node::start_with_events(config).await?;
     let quit = CancellationToken::new();
     tokio::spawn(printer.run(events));
+    let stop_api = CancellationToken::new();
+    let mut api_task = None;
+    if let Some(addr) = cli.api {
+        let api = match Api::bind(node.clone(), addr, cli.api_token.clone()).await {
+            Ok(api) => api,
+            Err(e) => {
+                node.shutdown().await;
+                task.await?;
+                return Err(e.into());
+            }
+        };
+        node.emit(Event::ApiListening {
+            addr: format!("http://{}", api.local_addr()),
+        });
+        api_task = Some(tokio::spawn(api.serve(stop_api.clone())));
+    }
     tokio::spawn(run_stdin(node.clone(), printer, quit.clone()));
     tokio::select! {
         () = quit.cancelled() => {}
@@ -45,6 +62,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         () = sigterm() => {}
     }
     tracing::info!("shutting down");
+    stop_api.cancel();
+    if let Some(api) = api_task {
+        if let Err(e) = api.await? {
+            tracing::warn!("api: {e}");
+        }
+    }
     node.shutdown().await;
     task.await?;
     Ok(())

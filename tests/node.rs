@@ -191,7 +191,6 @@ fn bad_commands_get_errors_and_the_node_keeps_working() {
             "/inbox news many",
             "/inbox takes at most a topic and a count",
         ),
-        ("/pub news hello", "not subscribed to news"),
         ("/unsub news", "not subscribed to news"),
         ("just words", "no topic yet"),
     ];
@@ -212,6 +211,18 @@ fn bad_commands_get_errors_and_the_node_keeps_working() {
     assert!(e["error"].as_str().unwrap().contains("UTF-8"), "{e}");
 
     // Still alive and working.
+    a.subscribe("news", Some("s3cret"));
+    a.send("/unsub news");
+    a.wait_event("unsubscribed", |_| true);
+    // A left secret topic never falls back to the open topic of that name.
+    let e = a.ask("/pub news private words", "error");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("not subscribed to news"),
+        "{e}"
+    );
     a.subscribe("news", Some("s3cret"));
     a.send("/pub news still here");
     a.wait_event("published", |_| true);
@@ -234,6 +245,15 @@ fn open_topics_are_flagged_and_closed_stdin_does_not_stop_the_node() {
     let s = a.wait_event("subscribed", |_| true);
     assert_eq!(s["open"], true);
     b.subscribe("lobby", None);
+    // Publishing to an open topic one has not joined works, flagged as open.
+    let mut c = TestNode::start("carol", &tmp.path().join("c"), &["--peer", &a.addr.clone()]);
+    c.send("/pub lobby carol-was-here");
+    let p = c.wait_event("published", |_| true);
+    assert_eq!(p["open"], true);
+    b.wait_event("message", |v| {
+        v["msg"] == "carol-was-here" && v["from"] == "carol"
+    });
+    assert_eq!(c.inbox("lobby")[0]["msg"], "carol-was-here");
     // Bob's stdin closes: he keeps receiving.
     b.close_stdin();
     a.send("/pub lobby anyone-can-read");

@@ -380,11 +380,13 @@ impl EventLoop {
             let _ = reply.send(Err(e));
             return;
         }
-        let Some(hash) = self.topic_hash(topic) else {
-            let _ = reply.send(Err(NodeError::NotSubscribed(topic.to_owned())));
-            return;
+        let (hash, entry) = match self.publish_target(topic) {
+            Ok(target) => target,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
         };
-        let entry = self.topics[&hash].clone();
         let seq = self.next_seq;
         let payload = Payload {
             seq,
@@ -446,6 +448,7 @@ impl EventLoop {
                 topic: topic.to_owned(),
                 id,
                 queued,
+                open: entry.open,
             }),
             done: Some(done),
         };
@@ -461,6 +464,32 @@ impl EventLoop {
             };
             let _ = reply.send(result);
         });
+    }
+
+    /// The topic a publish goes to: the subscribed one of that name; else, if
+    /// the node holds no secret for that name, its open topic (published
+    /// without joining, as the prototype allowed). A name whose secret the
+    /// node knows but has left is refused, so text meant for a private group
+    /// never falls back to the open topic.
+    fn publish_target(
+        &mut self,
+        topic: &str,
+    ) -> Result<(gossipsub::TopicHash, TopicEntry), NodeError> {
+        if let Some(hash) = self.topic_hash(topic) {
+            let entry = self.topics[&hash].clone();
+            return Ok((hash, entry));
+        }
+        let mut keyring = self.keyring.write().expect("keyring lock");
+        if keyring.all().any(|e| e.name == topic && !e.open) {
+            return Err(NodeError::NotSubscribed(topic.to_owned()));
+        }
+        let keys = TopicKeys::derive(topic, topic);
+        keyring
+            .remember(topic, &keys, true)
+            .map_err(|e| NodeError::Keyring(e.to_string()))?;
+        let entry = keyring.by_id(&keys.id).cloned().expect("just remembered");
+        tracing::info!(topic, "publishing to the open topic without subscribing");
+        Ok((gossipsub::IdentTopic::new(keys.wire_topic()).hash(), entry))
     }
 
     /// Sends what was queued for `hash` now that a subscribed peer is there.

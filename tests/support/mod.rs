@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod http;
+
 /// How long any single expected event may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -20,6 +22,8 @@ pub struct TestNode {
     pub peer_id: String,
     /// The first listen address, dialable as is.
     pub addr: String,
+    /// The API's `host:port`, when started with `--api`.
+    pub api: Option<String>,
     child: Child,
     stdin: Option<ChildStdin>,
     events: mpsc::Receiver<Value>,
@@ -83,6 +87,7 @@ impl TestNode {
             data_dir: data_dir.to_owned(),
             peer_id: String::new(),
             addr: String::new(),
+            api: None,
             child,
             stdin,
             events,
@@ -92,6 +97,21 @@ impl TestNode {
         let listening = node.wait_event("listening", |_| true);
         node.addr = listening["addr"].as_str().unwrap().to_owned();
         node.peer_id = node.addr.rsplit('/').next().unwrap().to_owned();
+        if extra.contains(&"--api") {
+            let seen = node
+                .seen
+                .iter()
+                .find(|v| v["event"] == "api_listening")
+                .cloned();
+            let event = seen.unwrap_or_else(|| node.wait_event("api_listening", |_| true));
+            node.api = Some(
+                event["addr"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("http://")
+                    .to_owned(),
+            );
+        }
         node
     }
 

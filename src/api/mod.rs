@@ -1,0 +1,397 @@
+//! The local HTTP/JSON API (axum): the prototype's endpoints, direct
+//! messages, peers, live events over Server-Sent Events, the OpenAPI document
+//! and the embedded web page. Every handler is a thin call on [`Node`].
+//!
+//! Run a node with `--api 127.0.0.1:8080`; docs/api.md has a curl example per endpoint.
+
+mod error;
+mod guard;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Event, InboxItem, PeerSummary};
+use crate::node::Node;
+pub use error::ApiError;
+
+/// Largest request body accepted; a message itself is limited to 64 KiB (413 beyond).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Inbox items returned when `?limit=` is not given.
+pub const DEFAULT_INBOX_LIMIT: usize = 1000;
+/// Largest `?limit=` accepted.
+pub const MAX_INBOX_LIMIT: usize = 10_000;
+
+/// The OpenAPI document, as shipped in docs/openapi.yaml.
+pub const OPENAPI_YAML: &str = include_str!("../../docs/openapi.yaml");
+/// The single-page web UI.
+const INDEX_HTML: &str = include_str!("index.html");
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    node: Node,
+    /// `Some` when requests must carry `Authorization: Bearer <token>`.
+    token: Option<Arc<str>>,
+    /// Host header values accepted (DNS-rebinding protection); empty: any.
+    hosts: Arc<[String]>,
+    /// Ends the SSE streams when the server shuts down.
+    shutdown: CancellationToken,
+}
+
+impl ApiState {
+    /// State for a server bound at `addr`.
+    pub fn new(
+        node: Node,
+        addr: SocketAddr,
+        token: Option<String>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            node,
+            token: token.map(Into::into),
+            hosts: guard::allowed_hosts(addr).into(),
+            shutdown,
+        }
+    }
+
+    fn check_user(&self, user: &str) -> Result<(), ApiError> {
+        if user.to_lowercase() == self.node.name().to_lowercase() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown user {user:?}: this node is {:?}", self.node.name()),
+            ))
+        }
+    }
+}
+
+/// Why the API cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiStartError {
+    /// A non-loopback address without a token.
+    #[error("--api {0} is not a loopback address: set --api-token (or MURMUR_API_TOKEN) so only you can use it")]
+    TokenRequired(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet serving, API server.
+pub struct Api {
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+}
+
+impl Api {
+    /// Binds `addr`. A non-loopback address requires a token.
+    ///
+    /// # Errors
+    /// [`ApiStartError`].
+    pub async fn bind(
+        node: Node,
+        addr: SocketAddr,
+        token: Option<String>,
+    ) -> Result<Self, ApiStartError> {
+        if !addr.ip().is_loopback() && token.is_none() {
+            return Err(ApiStartError::TokenRequired(addr));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ApiStartError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| ApiStartError::Bind { addr, source })?;
+        let state = ApiState::new(node, bound, token, CancellationToken::new());
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled, then closes open event streams.
+    pub async fn serve(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let state = ApiState {
+            shutdown: shutdown.clone(),
+            ..self.state
+        };
+        axum::serve(self.listener, router(state))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    }
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
+        .route("/subscribe", post(subscribe))
+        .route("/unsubscribe", post(unsubscribe))
+        .route("/publish", post(publish))
+        .route("/dm", post(dm))
+        .route("/inbox/{user}", get(inbox))
+        .route("/subscriptions/{user}", get(subscriptions))
+        .route("/peers", get(peers))
+        .route("/events", get(events))
+        .fallback(guard::not_found)
+        .method_not_allowed_fallback(guard::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A JSON body whose rejections are JSON errors.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+struct Body<T>(T);
+
+/// A query string whose rejections are JSON errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+struct Query<T>(T);
+
+/// `{"status": "…"}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// What happened.
+    pub status: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeRequest {
+    user: String,
+    topic: String,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnsubscribeRequest {
+    user: String,
+    topic: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    user: String,
+    topic: String,
+    #[serde(default)]
+    msg: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DmRequest {
+    user: String,
+    to: String,
+    msg: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboxParams {
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default)]
+    since: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+    /// Accepted here so `?token=` can ride along on any URL.
+    #[serde(default)]
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PublishResponse {
+    status: &'static str,
+    id: String,
+    queued: bool,
+}
+
+#[derive(Serialize)]
+struct DmResponse {
+    status: &'static str,
+    id: String,
+    to: String,
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    name: String,
+    peer: String,
+}
+
+async fn index() -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Html(INDEX_HTML)).into_response()
+}
+
+async fn health(State(state): State<ApiState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        name: state.node.name().to_owned(),
+        peer: state.node.peer_id().to_string(),
+    })
+}
+
+async fn openapi() -> Response {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| {
+        serde_norway::from_str(OPENAPI_YAML).expect("docs/openapi.yaml is valid YAML")
+    });
+    Json(doc.clone()).into_response()
+}
+
+async fn subscribe(
+    State(state): State<ApiState>,
+    Body(req): Body<SubscribeRequest>,
+) -> Result<Json<Status>, ApiError> {
+    state.check_user(&req.user)?;
+    if req.secret.as_deref() == Some("") {
+        return Err(ApiError::bad_request(
+            "secret is empty: leave it out for an open topic",
+        ));
+    }
+    if req
+        .secret
+        .as_ref()
+        .is_some_and(|s| s.len() > crate::commands::MAX_SECRET_LEN)
+    {
+        return Err(crate::commands::CommandError::SecretTooLong.into());
+    }
+    state
+        .node
+        .subscribe(&req.topic, req.secret.as_deref())
+        .await?;
+    Ok(Json(Status {
+        status: format!("{} subscribed to {}", req.user, req.topic),
+    }))
+}
+
+async fn unsubscribe(
+    State(state): State<ApiState>,
+    Body(req): Body<UnsubscribeRequest>,
+) -> Result<Json<Status>, ApiError> {
+    state.check_user(&req.user)?;
+    state.node.unsubscribe(&req.topic).await?;
+    Ok(Json(Status {
+        status: format!("{} unsubscribed from {}", req.user, req.topic),
+    }))
+}
+
+async fn publish(
+    State(state): State<ApiState>,
+    Body(req): Body<PublishRequest>,
+) -> Result<Json<PublishResponse>, ApiError> {
+    state.check_user(&req.user)?;
+    let Some(msg) = req.msg.or(req.message) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field `msg` (or `message`)",
+        ));
+    };
+    let published = state.node.publish(&req.topic, &msg).await?;
+    Ok(Json(PublishResponse {
+        status: "message published",
+        id: published.id,
+        queued: published.queued,
+    }))
+}
+
+async fn dm(
+    State(state): State<ApiState>,
+    Body(req): Body<DmRequest>,
+) -> Result<Json<DmResponse>, ApiError> {
+    state.check_user(&req.user)?;
+    let id = state.node.dm(&req.to, &req.msg).await?;
+    Ok(Json(DmResponse {
+        status: "delivered",
+        id,
+        to: req.to,
+    }))
+}
+
+async fn inbox(
+    State(state): State<ApiState>,
+    Path(user): Path<String>,
+    Query(params): Query<InboxParams>,
+) -> Result<Json<Vec<InboxItem>>, ApiError> {
+    state.check_user(&user)?;
+    let limit = params.limit.unwrap_or(DEFAULT_INBOX_LIMIT);
+    if limit == 0 || limit > MAX_INBOX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_INBOX_LIMIT}"
+        )));
+    }
+    if params.since.is_some_and(|s| s > i64::MAX as u64) {
+        return Err(ApiError::bad_request("since is out of range"));
+    }
+    Ok(Json(
+        state
+            .node
+            .inbox(params.topic.as_deref(), params.since, limit)
+            .await?,
+    ))
+}
+
+async fn subscriptions(
+    State(state): State<ApiState>,
+    Path(user): Path<String>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    state.check_user(&user)?;
+    Ok(Json(state.node.topics()))
+}
+
+async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<PeerSummary>>, ApiError> {
+    Ok(Json(state.node.peers().await?))
+}
+
+async fn events(
+    State(state): State<ApiState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let stream = BroadcastStream::new(state.node.events())
+        .map(|item| {
+            let event = match item {
+                Ok(event) => event,
+                Err(BroadcastStreamRecvError::Lagged(n)) => Event::Error {
+                    error: format!("event stream fell behind: {n} events skipped"),
+                },
+            };
+            Ok(SseEvent::default().data(event.to_json()))
+        })
+        .take_until(state.shutdown.cancelled_owned());
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
