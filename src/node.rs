@@ -32,6 +32,9 @@ pub const REQUEST_QUEUE: usize = 256;
 pub const EVENT_BUFFER: usize = 4096;
 /// Connections idle this long (no protocol keeps them open) are closed.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// A dial (transport, Noise and Yamux) that has not completed by then fails,
+/// so a redial after a partition is not stuck behind a dead attempt.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What can go wrong when asking a node to do something. Texts are for users.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,6 +200,7 @@ impl Node {
             })
             .map_err(|e| startup(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .with_connection_timeout(CONNECTION_TIMEOUT)
             .build();
         for addr in &config.listen {
             swarm

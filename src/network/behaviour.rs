@@ -20,6 +20,10 @@ pub const IDENTIFY_PROTOCOL: &str = "/murmur/1";
 pub const MAX_TRANSMIT_BYTES: usize = MAX_ENVELOPE_BYTES + 4 * 1024;
 /// How long a DM may wait for its acknowledgement.
 pub const DM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often each connection is pinged.
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+/// A ping unanswered this long closes the connection.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// mDNS query interval: how soon a node re-asks after a missed answer.
 pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 /// mDNS record TTL: how long after its last answer a silent peer is expired.
@@ -109,7 +113,7 @@ impl Behaviour {
             dm,
             mdns: mdns.into(),
             identify,
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT)),
         })
     }
 }

@@ -7,10 +7,11 @@
 #[allow(missing_docs)]
 pub mod behaviour;
 pub mod dm;
+pub mod redial;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
@@ -18,7 +19,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{gossipsub, identify, mdns, Multiaddr, PeerId, Swarm};
+use libp2p::{gossipsub, identify, mdns, ping, Multiaddr, PeerId, Swarm};
 use rand::RngCore;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -30,6 +31,7 @@ use crate::node::{DmRecord, NodeError, Published, Whoami};
 use crate::store::{Insert, Store};
 use behaviour::{Behaviour, BehaviourEvent};
 use dm::{DmRequest, DmResponse};
+use redial::{Origin, Redialer};
 
 /// Messages published while no subscribed peer is known, held until one appears.
 pub const MAX_QUEUED_PUBLISHES: usize = 1024;
@@ -37,8 +39,8 @@ pub const MAX_QUEUED_PUBLISHES: usize = 1024;
 pub const MAX_MESSAGE_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 /// Envelopes dated further than this in the future are refused.
 pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
-/// How often `--peer` addresses that are not connected are dialled again.
-const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the redial schedule is checked (each peer has its own backoff).
+const REDIAL_TICK: Duration = Duration::from_millis(500);
 
 /// What a [`crate::Node`] handle asks of the event loop. Each carries its `reply`.
 pub(crate) enum Request {
@@ -85,6 +87,8 @@ enum Completion {
 struct PeerState {
     name: Option<String>,
     addrs: BTreeSet<Multiaddr>,
+    /// Addresses mDNS currently vouches for (empty: not seen on the LAN).
+    mdns_addrs: BTreeSet<Multiaddr>,
     connected: bool,
 }
 
@@ -132,8 +136,10 @@ pub(crate) struct EventLoop {
     peers: HashMap<PeerId, PeerState>,
     pending_dms: HashMap<OutboundRequestId, PendingDm>,
     listen_addrs: BTreeSet<Multiaddr>,
-    /// `--peer` addresses, dialled again while not connected.
+    /// `--peer` addresses, dialled at start.
     explicit_peers: Vec<Multiaddr>,
+    /// Peers to dial again while they are not connected.
+    redialer: Redialer,
     next_seq: u64,
     drops: DropCounters,
 }
@@ -193,6 +199,7 @@ impl EventLoop {
             pending_dms: HashMap::new(),
             listen_addrs: BTreeSet::new(),
             explicit_peers,
+            redialer: Redialer::default(),
             next_seq,
             drops: DropCounters::default(),
         }
@@ -206,10 +213,16 @@ impl EventLoop {
     /// Runs until shutdown; then closes the store.
     pub(crate) async fn run(mut self) {
         for addr in self.explicit_peers.clone() {
-            self.dial_explicit(addr);
+            match peer_of(&addr) {
+                // Dialled now by `redial`, and again whenever disconnected.
+                Some(peer) => self.redialer.watch(peer, vec![addr], Origin::Explicit, Instant::now()),
+                // Without a peer id we cannot tell when it is connected: dial once.
+                None => self.dial_explicit(addr),
+            }
         }
-        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
-        redial.tick().await;
+        self.redial();
+        let mut redial = tokio::time::interval(REDIAL_TICK);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
@@ -234,18 +247,17 @@ impl EventLoop {
         }
     }
 
+    /// Dials the watched peers whose backoff has elapsed.
     fn redial(&mut self) {
-        for addr in self.explicit_peers.clone() {
-            match peer_of(&addr) {
-                Some(peer) if self.swarm.is_connected(&peer) => {}
-                Some(peer) => {
-                    let opts = DialOpts::peer_id(peer)
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .addresses(vec![addr])
-                        .build();
-                    let _ = self.swarm.dial(opts);
-                }
-                None => {}
+        let swarm = &self.swarm;
+        let due = self.redialer.due(Instant::now(), |p| swarm.is_connected(p));
+        for (peer, addrs) in due {
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .addresses(addrs)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::trace!(%peer, "redial: {e}");
             }
         }
     }
@@ -652,6 +664,7 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                self.redialer.connected(&peer_id);
                 let state = self.peers.entry(peer_id).or_default();
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     state.addrs.insert(address.clone());
@@ -678,7 +691,12 @@ impl EventLoop {
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                tracing::debug!(?peer_id, "outgoing connection failed: {error}");
+                let explicit = peer_id.is_some_and(|p| self.explicit_peers.iter().any(|a| peer_of(a) == Some(p)));
+                if explicit || peer_id.is_none() {
+                    tracing::warn!(?peer_id, "could not connect to a --peer address: {error}");
+                } else {
+                    tracing::debug!(?peer_id, "outgoing connection failed: {error}");
+                }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
             other => tracing::trace!(?other, "swarm event"),
@@ -702,6 +720,16 @@ impl EventLoop {
                     }
                 }
             }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            }) => {
+                // A connection that stops answering pings is dead (a pulled cable
+                // sends no FIN): close it so the peer is redialled when it is back.
+                tracing::debug!(%peer, "ping failed ({e}); closing the connection");
+                self.swarm.close_connection(connection);
+            }
             BehaviourEvent::Identify(_) | BehaviourEvent::Ping(_) => {}
         }
     }
@@ -715,33 +743,31 @@ impl EventLoop {
                         found.entry(peer).or_default().push(addr);
                     }
                 }
+                let now = Instant::now();
                 for (peer, addrs) in found {
                     let state = self.peers.entry(peer).or_default();
-                    let new = addrs.iter().any(|a| !state.addrs.contains(a));
+                    let first_sight = state.mdns_addrs.is_empty();
+                    state.mdns_addrs.extend(addrs.iter().cloned());
                     state.addrs.extend(addrs.iter().cloned());
-                    if new {
+                    if first_sight {
                         self.emit(Event::PeerDiscovered {
                             peer: peer.to_string(),
                             addr: addrs[0].to_string(),
                             via: "mdns".into(),
                         });
                     }
-                    if !self.swarm.is_connected(&peer) {
-                        let opts = DialOpts::peer_id(peer)
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
-                            .addresses(addrs)
-                            .build();
-                        if let Err(e) = self.swarm.dial(opts) {
-                            tracing::debug!(%peer, "dial after discovery: {e}");
-                        }
-                    }
+                    self.redialer.watch(peer, addrs, Origin::Lan, now);
                 }
+                self.redial();
             }
             mdns::Event::Expired(list) => {
                 for (peer, addr) in list {
-                    if let Some(state) = self.peers.get_mut(&peer) {
-                        state.addrs.remove(&addr);
-                        if !state.connected && state.addrs.is_empty() {
+                    let Some(state) = self.peers.get_mut(&peer) else { continue };
+                    state.mdns_addrs.remove(&addr);
+                    state.addrs.remove(&addr);
+                    if state.mdns_addrs.is_empty() {
+                        self.redialer.forget(&peer);
+                        if !state.connected {
                             self.peers.remove(&peer);
                         }
                     }

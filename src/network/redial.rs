@@ -1,0 +1,141 @@
+//! Which disconnected peers to dial again, and when: peers found by mDNS
+//! (until mDNS expires them) and `--peer` addresses, each with its own
+//! backoff. Pure bookkeeping; the event loop does the dialling.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+
+/// First retry delay.
+const BASE: Duration = Duration::from_secs(1);
+/// Longest delay between two dials of a LAN peer: they are cheap, and a
+/// healed partition should reconnect within a couple of seconds.
+const LAN_MAX: Duration = Duration::from_secs(2);
+/// Longest delay between two dials of a `--peer` address.
+const EXPLICIT_MAX: Duration = Duration::from_secs(30);
+
+/// How a peer became known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Found by mDNS on the LAN.
+    Lan,
+    /// Given with `--peer`.
+    Explicit,
+}
+
+#[derive(Debug)]
+struct Entry {
+    addrs: Vec<Multiaddr>,
+    origin: Origin,
+    failures: u32,
+    next: Instant,
+}
+
+/// The redial schedule.
+#[derive(Debug, Default)]
+pub struct Redialer {
+    entries: HashMap<PeerId, Entry>,
+}
+
+impl Redialer {
+    /// Starts (or refreshes) watching `peer` at `addrs`. An explicit peer stays explicit.
+    pub fn watch(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, origin: Origin, now: Instant) {
+        let entry = self.entries.entry(peer).or_insert(Entry {
+            addrs: Vec::new(),
+            origin,
+            failures: 0,
+            next: now,
+        });
+        for a in addrs {
+            if !entry.addrs.contains(&a) {
+                entry.addrs.push(a);
+            }
+        }
+        if origin == Origin::Explicit {
+            entry.origin = Origin::Explicit;
+        }
+    }
+
+    /// Stops watching a LAN peer (mDNS expired it). Explicit peers stay.
+    pub fn forget(&mut self, peer: &PeerId) {
+        if self.entries.get(peer).is_some_and(|e| e.origin == Origin::Lan) {
+            self.entries.remove(peer);
+        }
+    }
+
+    /// A connection to `peer` is up: its backoff starts over.
+    pub fn connected(&mut self, peer: &PeerId) {
+        if let Some(e) = self.entries.get_mut(peer) {
+            e.failures = 0;
+        }
+    }
+
+    /// The peers to dial now (not connected, backoff elapsed); schedules their next try.
+    pub fn due(&mut self, now: Instant, is_connected: impl Fn(&PeerId) -> bool) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        let mut out = Vec::new();
+        for (peer, e) in &mut self.entries {
+            if is_connected(peer) || e.next > now {
+                continue;
+            }
+            let max = match e.origin {
+                Origin::Lan => LAN_MAX,
+                Origin::Explicit => EXPLICIT_MAX,
+            };
+            let delay = BASE.saturating_mul(1 << e.failures.min(16)).min(max);
+            e.failures = e.failures.saturating_add(1);
+            e.next = now + delay;
+            out.push((*peer, e.addrs.clone()));
+        }
+        out
+    }
+
+    /// How many peers are watched.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no peer is watched.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerId {
+        PeerId::random()
+    }
+
+    #[test]
+    fn backs_off_and_caps() {
+        let mut r = Redialer::default();
+        let (lan, far) = (peer(), peer());
+        let t0 = Instant::now();
+        r.watch(lan, vec!["/ip4/10.0.0.1/tcp/1".parse().unwrap()], Origin::Lan, t0);
+        r.watch(far, vec!["/ip4/10.0.0.2/tcp/1".parse().unwrap()], Origin::Explicit, t0);
+        assert_eq!(r.due(t0, |_| false).len(), 2);
+        assert!(r.due(t0, |_| false).is_empty(), "nothing is due twice at once");
+        // After a minute of failures, a LAN peer is tried every 2 s, an explicit one every 30 s.
+        let mut lan_tries = 0;
+        let mut far_tries = 0;
+        for s in 1..=120 {
+            for (p, _) in r.due(t0 + Duration::from_millis(500 * s), |_| false) {
+                if p == lan { lan_tries += 1 } else { far_tries += 1 }
+            }
+        }
+        assert!((28..=32).contains(&lan_tries), "{lan_tries}");
+        assert!((3..=6).contains(&far_tries), "{far_tries}");
+        // Connected peers are skipped; a connection resets the backoff.
+        let t1 = t0 + Duration::from_secs(100);
+        assert!(r.due(t1, |_| true).is_empty());
+        r.connected(&lan);
+        assert_eq!(r.due(t1, |p| *p != lan).len(), 1);
+        // mDNS expiry forgets LAN peers only.
+        r.forget(&lan);
+        r.forget(&far);
+        assert_eq!(r.len(), 1);
+    }
+}
