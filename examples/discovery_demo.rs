@@ -9,17 +9,11 @@ use murmur::{Config, Event, Node};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let name = std::env::args()
-        .nth(1)
-        .unwrap_or_else(murmur::config::default_name);
+    let name = std::env::args().nth(1).unwrap_or_else(murmur::config::default_name);
     let dir = tempfile::tempdir()?;
     // Default listen addresses (TCP and QUIC on every interface) and mDNS on.
-    let (node, mut events, task) =
-        Node::start_with_events(Config::new(name.clone(), dir.path())).await?;
-    println!(
-        "{name} is {}; waiting for peers (Ctrl-C to stop)",
-        node.peer_id()
-    );
+    let (node, mut events, task) = Node::start_with_events(Config::new(name.clone(), dir.path())).await?;
+    println!("{name} is {}; waiting for peers (Ctrl-C to stop)", node.peer_id());
     let start = std::time::Instant::now();
     loop {
         tokio::select! {

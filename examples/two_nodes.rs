@@ -8,10 +8,7 @@ use std::time::Duration;
 use murmur::{Config, Event, Node};
 use tokio::sync::broadcast;
 
-async fn wait_for(
-    rx: &mut broadcast::Receiver<Event>,
-    pred: impl Fn(&Event) -> bool,
-) -> anyhow::Result<Event> {
+async fn wait_for(rx: &mut broadcast::Receiver<Event>, pred: impl Fn(&Event) -> bool) -> anyhow::Result<Event> {
     Ok(tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             let event = rx.recv().await?;
@@ -30,9 +27,7 @@ async fn main() -> anyhow::Result<()> {
     // Alice listens on loopback; mDNS stays off (Config::loopback).
     let (alice, mut alice_events, alice_task) =
         Node::start_with_events(Config::loopback("alice", dir.path().join("alice"))).await?;
-    let Event::Listening { addr } =
-        wait_for(&mut alice_events, |e| matches!(e, Event::Listening { .. })).await?
-    else {
+    let Event::Listening { addr } = wait_for(&mut alice_events, |e| matches!(e, Event::Listening { .. })).await? else {
         unreachable!()
     };
     println!("alice listens on {addr}");
@@ -45,10 +40,7 @@ async fn main() -> anyhow::Result<()> {
 
     alice.subscribe("news", Some("s3cret")).await?;
     let published = alice.publish("news", "hello from alice").await?;
-    println!(
-        "alice published {} (queued: {})",
-        published.id, published.queued
-    );
+    println!("alice published {} (queued: {})", published.id, published.queued);
     let message = wait_for(&mut bob_events, |e| matches!(e, Event::Message { .. })).await?;
     println!("bob got: {}", message.to_human());
 

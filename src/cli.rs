@@ -52,12 +52,7 @@ pub struct Cli {
 
     /// Token the API requires as `Authorization: Bearer TOKEN` on every route
     /// but /health
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "MURMUR_API_TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "TOKEN", env = "MURMUR_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
     /// Print one JSON object per line on stdout, one per event, and nothing else
@@ -72,16 +67,11 @@ impl Cli {
     /// A `--topic` value with an empty name or secret.
     pub fn config(&self) -> Result<Config, String> {
         let name = self.name.clone().unwrap_or_else(default_name);
-        let data_dir = self
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| default_data_dir(&name));
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| default_data_dir(&name));
         let mut topics = Vec::new();
         for t in &self.topic {
             let (topic, secret) = match t.split_once('=') {
-                Some((topic, "")) => {
-                    return Err(format!("--topic {topic}=: the secret after '=' is empty"))
-                }
+                Some((topic, "")) => return Err(format!("--topic {topic}=: the secret after '=' is empty")),
                 Some((topic, secret)) => (topic, Some(secret.to_owned())),
                 None => (t.as_str(), None),
             };
@@ -115,29 +105,14 @@ mod tests {
 
     #[test]
     fn topics_parse() {
-        let cli = Cli::parse_from([
-            "murmur",
-            "--name",
-            "a",
-            "--topic",
-            "news=s3=cret",
-            "--topic",
-            "open",
-        ]);
+        let cli = Cli::parse_from(["murmur", "--name", "a", "--topic", "news=s3=cret", "--topic", "open"]);
         let c = cli.config().unwrap();
         assert_eq!(
             c.topics,
-            vec![
-                ("news".into(), Some("s3=cret".into())),
-                ("open".into(), None)
-            ]
+            vec![("news".into(), Some("s3=cret".into())), ("open".into(), None)]
         );
         assert!(c.mdns);
-        assert!(Cli::parse_from(["murmur", "--topic", "x="])
-            .config()
-            .is_err());
-        assert!(Cli::parse_from(["murmur", "--topic", "=y"])
-            .config()
-            .is_err());
+        assert!(Cli::parse_from(["murmur", "--topic", "x="]).config().is_err());
+        assert!(Cli::parse_from(["murmur", "--topic", "=y"]).config().is_err());
     }
 }

@@ -164,9 +164,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
     }
     let Some(rest) = line.trim_start().strip_prefix('/') else {
         validate_message(line)?;
-        return Ok(Command::Say {
-            msg: line.to_owned(),
-        });
+        return Ok(Command::Say { msg: line.to_owned() });
     };
     let (word, args) = split_word(rest);
     match word {
@@ -223,9 +221,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "whoami" => no_args(args, Command::Whoami, "/whoami"),
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" => no_args(args, Command::Quit, "/quit"),
-        "" => Err(CommandError::Usage(
-            "/COMMAND [ARGS] (type /help for the list)",
-        )),
+        "" => Err(CommandError::Usage("/COMMAND [ARGS] (type /help for the list)")),
         other => Err(CommandError::Unknown(other.chars().take(32).collect())),
     }
 }
@@ -290,12 +286,7 @@ mod tests {
                 msg: "hello  world".into()
             }
         );
-        assert_eq!(
-            parse("hi there").unwrap(),
-            Command::Say {
-                msg: "hi there".into()
-            }
-        );
+        assert_eq!(parse("hi there").unwrap(), Command::Say { msg: "hi there".into() });
         assert_eq!(
             parse("/dm bob hi").unwrap(),
             Command::Dm {
@@ -310,13 +301,7 @@ mod tests {
                 limit: DEFAULT_INBOX_LINES
             }
         );
-        assert_eq!(
-            parse("/inbox 5").unwrap(),
-            Command::Inbox {
-                topic: None,
-                limit: 5
-            }
-        );
+        assert_eq!(parse("/inbox 5").unwrap(), Command::Inbox { topic: None, limit: 5 });
         assert_eq!(
             parse("/inbox news 3").unwrap(),
             Command::Inbox {
@@ -330,12 +315,7 @@ mod tests {
         assert_eq!(parse("/help").unwrap(), Command::Help);
         assert_eq!(parse("/quit\r\n").unwrap(), Command::Quit);
         assert_eq!(parse("   ").unwrap(), Command::Nothing);
-        assert_eq!(
-            parse("/unsub news").unwrap(),
-            Command::Unsub {
-                topic: "news".into()
-            }
-        );
+        assert_eq!(parse("/unsub news").unwrap(), Command::Unsub { topic: "news".into() });
     }
 
     #[test]
@@ -344,22 +324,10 @@ mod tests {
             parse("/frobnicate x").unwrap_err().to_string(),
             "unknown command /frobnicate (type /help for the list)"
         );
-        assert_eq!(
-            parse("/pub news").unwrap_err().to_string(),
-            "usage: /pub TOPIC MESSAGE"
-        );
-        assert_eq!(
-            parse("/sub").unwrap_err().to_string(),
-            "usage: /sub TOPIC [SECRET]"
-        );
-        assert_eq!(
-            parse("/dm bob").unwrap_err().to_string(),
-            "usage: /dm PEER MESSAGE"
-        );
-        assert!(parse("/inbox news x")
-            .unwrap_err()
-            .to_string()
-            .contains("\"x\""));
+        assert_eq!(parse("/pub news").unwrap_err().to_string(), "usage: /pub TOPIC MESSAGE");
+        assert_eq!(parse("/sub").unwrap_err().to_string(), "usage: /sub TOPIC [SECRET]");
+        assert_eq!(parse("/dm bob").unwrap_err().to_string(), "usage: /dm PEER MESSAGE");
+        assert!(parse("/inbox news x").unwrap_err().to_string().contains("\"x\""));
         assert!(parse("/inbox a b c").is_err());
         assert!(parse("/peers now").is_err());
         assert!(matches!(
@@ -371,10 +339,7 @@ mod tests {
             parse(&format!("/pub news {big}")),
             Err(CommandError::TooLong(MAX_MESSAGE_BYTES + 1))
         );
-        assert_eq!(
-            parse(&big),
-            Err(CommandError::TooLong(MAX_MESSAGE_BYTES + 1))
-        );
+        assert_eq!(parse(&big), Err(CommandError::TooLong(MAX_MESSAGE_BYTES + 1)));
         assert!(parse("/").is_err());
     }
 

@@ -56,10 +56,7 @@ impl Printer {
 /// `/quit` (which cancels `quit`). A closed stdin leaves the node running.
 pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
     let mut reader = BufReader::new(tokio::io::stdin());
-    let mut console = Console {
-        node,
-        last_topic: None,
-    };
+    let mut console = Console { node, last_topic: None };
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -107,9 +104,7 @@ pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
                     printer.print(&event);
                 }
             }
-            Err(e) => printer.print(&Event::Error {
-                error: e.to_string(),
-            }),
+            Err(e) => printer.print(&Event::Error { error: e.to_string() }),
         }
     }
 }
@@ -128,14 +123,10 @@ impl Console {
     /// node itself emits, such as `subscribed` or `published`, print on their own).
     async fn execute(&mut self, command: Command) -> Option<Event> {
         let result: Result<Option<Event>, NodeError> = match command {
-            Command::Sub { topic, secret } => self
-                .node
-                .subscribe(&topic, secret.as_deref())
-                .await
-                .map(|_| {
-                    self.last_topic = Some(topic);
-                    None
-                }),
+            Command::Sub { topic, secret } => self.node.subscribe(&topic, secret.as_deref()).await.map(|_| {
+                self.last_topic = Some(topic);
+                None
+            }),
             Command::Unsub { topic } => self.node.unsubscribe(&topic).await.map(|()| {
                 if self.last_topic.as_deref() == Some(&topic) {
                     self.last_topic = None;
@@ -159,14 +150,14 @@ impl Console {
                 .inbox(topic.as_deref(), None, limit)
                 .await
                 .map(|messages| Some(Event::Inbox { messages })),
-            Command::Peers => self
-                .node
-                .peers()
-                .await
-                .map(|peers| Some(Event::Peers { peers })),
-            Command::Topics => Ok(Some(Event::Topics {
-                topics: self.node.topics(),
-            })),
+            Command::Peers => self.node.peers().await.map(|peers| Some(Event::Peers { peers })),
+            Command::Topics => self.node.topic_peers().await.map(|counts| {
+                Some(Event::Topics {
+                    topics: self.node.topics(),
+                    peers: counts.subscribed,
+                    mesh: counts.mesh,
+                })
+            }),
             Command::Whoami => self.node.whoami().await.map(|w| {
                 Some(Event::Whoami {
                     peer: w.peer,
@@ -177,10 +168,6 @@ impl Console {
             Command::Help => Ok(Some(Event::Help { text: HELP.into() })),
             Command::Quit | Command::Nothing => Ok(None),
         };
-        result.unwrap_or_else(|e| {
-            Some(Event::Error {
-                error: e.to_string(),
-            })
-        })
+        result.unwrap_or_else(|e| Some(Event::Error { error: e.to_string() }))
     }
 }

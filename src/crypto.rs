@@ -43,12 +43,7 @@ pub enum CryptoError {
 ///
 /// # Errors
 /// [`CryptoError::InvalidLength`] when `out` is longer than 255 × 32 bytes.
-pub fn hkdf_sha256(
-    salt: &[u8],
-    ikm: &[u8],
-    info: &[u8],
-    out: &mut [u8],
-) -> Result<(), CryptoError> {
+pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
     Hkdf::<Sha256>::new(Some(salt), ikm)
         .expand(info, out)
         .map_err(|_| CryptoError::InvalidLength)
@@ -91,10 +86,8 @@ impl TopicKeys {
         let hk = Hkdf::<Sha256>::new(Some(TOPIC_SALT), &ikm);
         let mut id = [0u8; 32];
         let mut key = [0u8; 32];
-        hk.expand(TOPIC_ID_INFO, &mut id)
-            .expect("32 bytes is a valid length");
-        hk.expand(TOPIC_KEY_INFO, &mut key)
-            .expect("32 bytes is a valid length");
+        hk.expand(TOPIC_ID_INFO, &mut id).expect("32 bytes is a valid length");
+        hk.expand(TOPIC_KEY_INFO, &mut key).expect("32 bytes is a valid length");
         Self { id, key }
     }
 
@@ -143,13 +136,7 @@ impl MessageKeys {
 /// AES-256-GCM encryption of `plaintext` with associated data `aad`; returns ciphertext ‖ tag.
 pub fn aead_seal(key: &Key, nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     Aes256Gcm::new(key.into())
-        .encrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+        .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad })
         .expect("AES-GCM encryption of an in-memory buffer cannot fail")
 }
 
@@ -157,20 +144,9 @@ pub fn aead_seal(key: &Key, nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> V
 ///
 /// # Errors
 /// [`CryptoError::Tampered`] when the tag does not verify.
-pub fn aead_open(
-    key: &Key,
-    nonce: &[u8; 12],
-    aad: &[u8],
-    ciphertext: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
+pub fn aead_open(key: &Key, nonce: &[u8; 12], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
     Aes256Gcm::new(key.into())
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
         .map_err(|_| CryptoError::Tampered)
 }
 
@@ -223,10 +199,7 @@ mod tests {
     #[test]
     fn hkdf_rejects_overlong_output() {
         let mut out = vec![0u8; 255 * 32 + 1];
-        assert_eq!(
-            hkdf_sha256(b"s", b"k", b"i", &mut out),
-            Err(CryptoError::InvalidLength)
-        );
+        assert_eq!(hkdf_sha256(b"s", b"k", b"i", &mut out), Err(CryptoError::InvalidLength));
     }
 
     #[test]
@@ -236,10 +209,7 @@ mod tests {
         assert_ne!(a.id, TopicKeys::derive("news", "other").id);
         assert_ne!(a.id, TopicKeys::derive("sport", "s3cret").id);
         // The length prefix keeps ("ab","c") and ("a","bc") apart.
-        assert_ne!(
-            TopicKeys::derive("ab", "c").id,
-            TopicKeys::derive("a", "bc").id
-        );
+        assert_ne!(TopicKeys::derive("ab", "c").id, TopicKeys::derive("a", "bc").id);
         assert_ne!(a.id, a.key);
         let wire = a.wire_topic();
         assert!(!wire.contains("news") && !wire.contains("s3cret"));
@@ -251,10 +221,7 @@ mod tests {
         let keys = MessageKeys::derive(&[7; 32], &[9; 32], 1);
         let ct = aead_seal(&keys.key, &keys.nonce, b"header", b"hello");
         assert_eq!(ct.len(), 5 + TAG_LEN);
-        assert_eq!(
-            aead_open(&keys.key, &keys.nonce, b"header", &ct).unwrap(),
-            b"hello"
-        );
+        assert_eq!(aead_open(&keys.key, &keys.nonce, b"header", &ct).unwrap(), b"hello");
         assert_eq!(
             aead_open(&keys.key, &keys.nonce, b"headeR", &ct),
             Err(CryptoError::Tampered)

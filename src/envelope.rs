@@ -162,14 +162,7 @@ pub fn truncate_utf8(s: &str, max: usize) -> &str {
 
 impl Envelope {
     /// Seals `payload` for `purpose` under `root` (topic key or local key) with a fresh random salt.
-    pub fn seal(
-        root: &Key,
-        purpose: Purpose,
-        topic_id: [u8; 32],
-        sender: PeerId,
-        ts: u64,
-        payload: &Payload,
-    ) -> Self {
+    pub fn seal(root: &Key, purpose: Purpose, topic_id: [u8; 32], sender: PeerId, ts: u64, payload: &Payload) -> Self {
         let mut salt = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut salt);
         Self::seal_with_salt(root, purpose, topic_id, sender, ts, salt, payload)
@@ -206,12 +199,7 @@ impl Envelope {
     /// [`EnvelopeError::Purpose`] / [`EnvelopeError::Topic`] when the envelope was made for
     /// something else, [`CryptoError::WrongKey`] before any decryption when `root` is not
     /// the key it was sealed with, [`CryptoError::Tampered`] when it was altered.
-    pub fn open(
-        &self,
-        root: &Key,
-        purpose: Purpose,
-        topic_id: &[u8; 32],
-    ) -> Result<Payload, EnvelopeError> {
+    pub fn open(&self, root: &Key, purpose: Purpose, topic_id: &[u8; 32]) -> Result<Payload, EnvelopeError> {
         if self.purpose != purpose {
             return Err(EnvelopeError::Purpose);
         }
@@ -317,10 +305,7 @@ mod tests {
     use libp2p::identity::Keypair;
 
     fn peer(seed: u8) -> PeerId {
-        Keypair::ed25519_from_bytes([seed; 32])
-            .unwrap()
-            .public()
-            .to_peer_id()
+        Keypair::ed25519_from_bytes([seed; 32]).unwrap().public().to_peer_id()
     }
 
     fn payload() -> Payload {
@@ -334,14 +319,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let t = TopicKeys::derive("news", "s3cret");
-        let env = Envelope::seal(
-            &t.key,
-            Purpose::Topic,
-            t.id,
-            peer(1),
-            1_764_000_000_000,
-            &payload(),
-        );
+        let env = Envelope::seal(&t.key, Purpose::Topic, t.id, peer(1), 1_764_000_000_000, &payload());
         let bytes = env.encode();
         let back = Envelope::decode(&bytes).unwrap();
         assert_eq!(back, env);
@@ -381,16 +359,11 @@ mod tests {
             Err(EnvelopeError::Purpose)
         );
         let other = TopicKeys::derive("sport", "s3cret");
-        assert_eq!(
-            env.open(&t.key, Purpose::Topic, &other.id),
-            Err(EnvelopeError::Topic)
-        );
+        assert_eq!(env.open(&t.key, Purpose::Topic, &other.id), Err(EnvelopeError::Topic));
         // Relabelling the purpose byte does not help either.
         let mut relabelled = env.clone();
         relabelled.purpose = Purpose::DirectRecord;
-        assert!(relabelled
-            .open(&t.key, Purpose::DirectRecord, &t.id)
-            .is_err());
+        assert!(relabelled.open(&t.key, Purpose::DirectRecord, &t.id).is_err());
     }
 
     #[test]

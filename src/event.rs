@@ -143,6 +143,12 @@ pub enum Event {
     Topics {
         /// Subscribed topic names.
         topics: Vec<String>,
+        /// Connected peers known to be subscribed, per topic.
+        #[serde(default)]
+        peers: std::collections::BTreeMap<String, usize>,
+        /// Gossipsub mesh size per topic.
+        #[serde(default)]
+        mesh: std::collections::BTreeMap<String, usize>,
     },
     /// Answer to `/whoami`.
     Whoami {
@@ -214,8 +220,15 @@ impl Event {
                 .map(|p| format!("{} {}", p.name.as_deref().unwrap_or("?"), p.peer))
                 .collect::<Vec<_>>()
                 .join("\n"),
-            Event::Topics { topics } if topics.is_empty() => "no subscriptions".into(),
-            Event::Topics { topics } => topics.join("\n"),
+            Event::Topics { topics, .. } if topics.is_empty() => "no subscriptions".into(),
+            Event::Topics { topics, peers, mesh } => topics
+                .iter()
+                .map(|t| {
+                    let (p, m) = (peers.get(t).copied().unwrap_or(0), mesh.get(t).copied().unwrap_or(0));
+                    format!("{t} ({p} peers, {m} in mesh)")
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
             Event::Whoami { peer, name, addrs } => {
                 let mut s = format!("{name} {peer}");
                 for a in addrs {

@@ -107,11 +107,7 @@ pub fn load_or_create_identity(dir: &Path) -> Result<Keypair, KeyringError> {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                let mode = fs::metadata(&path)
-                    .map_err(io_err(&path))?
-                    .permissions()
-                    .mode()
-                    & 0o777;
+                let mode = fs::metadata(&path).map_err(io_err(&path))?.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
                     return Err(KeyringError::TooOpen { path, mode });
                 }
@@ -184,11 +180,10 @@ impl Keyring {
         let path = dir.join(KEYRING_FILE);
         match fs::read(&path) {
             Ok(bytes) => {
-                let file: KeyringFile =
-                    serde_json::from_slice(&bytes).map_err(|e| KeyringError::Corrupt {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let file: KeyringFile = serde_json::from_slice(&bytes).map_err(|e| KeyringError::Corrupt {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
                 Ok(Self {
                     path,
                     local_key: file.local_key,
@@ -231,12 +226,7 @@ impl Keyring {
     ///
     /// # Errors
     /// When the keyring cannot be written; the in-memory state is then unchanged.
-    pub fn subscribe(
-        &mut self,
-        name: &str,
-        keys: &TopicKeys,
-        open: bool,
-    ) -> Result<(), KeyringError> {
+    pub fn subscribe(&mut self, name: &str, keys: &TopicKeys, open: bool) -> Result<(), KeyringError> {
         let before = self.topics.clone();
         for t in self.topics.values_mut().filter(|t| t.name == name) {
             t.subscribed = false;
@@ -259,12 +249,7 @@ impl Keyring {
     ///
     /// # Errors
     /// When the keyring cannot be written.
-    pub fn remember(
-        &mut self,
-        name: &str,
-        keys: &TopicKeys,
-        open: bool,
-    ) -> Result<(), KeyringError> {
+    pub fn remember(&mut self, name: &str, keys: &TopicKeys, open: bool) -> Result<(), KeyringError> {
         if self.topics.contains_key(&keys.id) {
             return Ok(());
         }
@@ -288,11 +273,7 @@ impl Keyring {
     /// # Errors
     /// When the keyring cannot be written.
     pub fn unsubscribe(&mut self, name: &str) -> Result<bool, KeyringError> {
-        let Some(t) = self
-            .topics
-            .values_mut()
-            .find(|t| t.subscribed && t.name == name)
-        else {
+        let Some(t) = self.topics.values_mut().find(|t| t.subscribed && t.name == name) else {
             return Ok(false);
         };
         t.subscribed = false;
@@ -335,10 +316,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let path = dir.path().join(IDENTITY_FILE);
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
             let err = load_or_create_identity(dir.path()).unwrap_err();
             assert!(matches!(err, KeyringError::TooOpen { .. }), "{err}");

@@ -30,8 +30,9 @@ use crate::store::{InboxQuery, Store};
 pub const REQUEST_QUEUE: usize = 256;
 /// Events buffered per subscriber; a subscriber that falls further behind misses events.
 pub const EVENT_BUFFER: usize = 4096;
-/// Connections idle this long (no protocol keeps them open) are closed.
-const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections idle this long (no protocol keeps them open) are closed. Long:
+/// LAN peers stay connected (for /peers and DMs by name) rather than churn.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
 /// A dial (transport, Noise and Yamux) that has not completed by then fails,
 /// so a redial after a partition is not stuck behind a dead attempt.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(3);
@@ -195,8 +196,7 @@ impl Node {
             .map_err(|e| startup(&e))?
             .with_quic()
             .with_behaviour(|key| {
-                Behaviour::new(key, &name, mdns)
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                Behaviour::new(key, &name, mdns).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| startup(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
@@ -220,12 +220,7 @@ impl Node {
             next_seq,
         );
         // Topics from the keyring (earlier runs), then those of the command line.
-        let saved: Vec<_> = keyring
-            .read()
-            .expect("keyring lock")
-            .subscribed()
-            .cloned()
-            .collect();
+        let saved: Vec<_> = keyring.read().expect("keyring lock").subscribed().cloned().collect();
         for entry in saved {
             event_loop.join(entry)?;
         }
@@ -244,15 +239,9 @@ impl Node {
         Ok((node, first_receiver, task))
     }
 
-    async fn call<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Request,
-    ) -> Result<T, NodeError> {
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.requests
-            .send(make(reply))
-            .await
-            .map_err(|_| NodeError::Stopped)?;
+        self.requests.send(make(reply)).await.map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
@@ -282,12 +271,7 @@ impl Node {
     /// A bad topic name, a keyring write failure, or a stopped node.
     pub async fn subscribe(&self, topic: &str, secret: Option<&str>) -> Result<bool, NodeError> {
         let (topic, secret) = (topic.to_owned(), secret.map(str::to_owned));
-        self.call(|reply| Request::Subscribe {
-            topic,
-            secret,
-            reply,
-        })
-        .await?
+        self.call(|reply| Request::Subscribe { topic, secret, reply }).await?
     }
 
     /// Leaves `topic` (its stored messages stay readable).
@@ -296,8 +280,7 @@ impl Node {
     /// [`NodeError::NotSubscribed`], or a stopped node.
     pub async fn unsubscribe(&self, topic: &str) -> Result<(), NodeError> {
         let topic = topic.to_owned();
-        self.call(|reply| Request::Unsubscribe { topic, reply })
-            .await?
+        self.call(|reply| Request::Unsubscribe { topic, reply }).await?
     }
 
     /// Publishes `msg` on `topic`. Returns once the message is stored.
@@ -306,8 +289,7 @@ impl Node {
     /// [`NodeError::NotSubscribed`], a message over the limit, a full queue, a store failure.
     pub async fn publish(&self, topic: &str, msg: &str) -> Result<Published, NodeError> {
         let (topic, msg) = (topic.to_owned(), msg.to_owned());
-        self.call(|reply| Request::Publish { topic, msg, reply })
-            .await?
+        self.call(|reply| Request::Publish { topic, msg, reply }).await?
     }
 
     /// Sends a direct message to a peer id or a connected peer's name; returns
@@ -336,6 +318,15 @@ impl Node {
         self.call(|reply| Request::Whoami { reply }).await
     }
 
+    /// Per subscribed topic: connected peers known to be subscribed, and the
+    /// gossipsub mesh size (peers we exchange full messages with).
+    ///
+    /// # Errors
+    /// A stopped node.
+    pub async fn topic_peers(&self) -> Result<crate::network::TopicPeers, NodeError> {
+        self.call(|reply| Request::Mesh { reply }).await
+    }
+
     /// Subscribed topic names, sorted.
     pub fn topics(&self) -> Vec<String> {
         self.keyring
@@ -361,11 +352,7 @@ impl Node {
             Some(t) => {
                 validate_topic(t)?;
                 let keyring = self.keyring.read().expect("keyring lock");
-                let ids: Vec<[u8; 32]> = keyring
-                    .all()
-                    .filter(|e| e.name == t)
-                    .map(|e| e.id)
-                    .collect();
+                let ids: Vec<[u8; 32]> = keyring.all().filter(|e| e.name == t).map(|e| e.id).collect();
                 if ids.is_empty() {
                     return Err(NodeError::NotSubscribed(t.to_owned()));
                 }
@@ -375,11 +362,7 @@ impl Node {
         };
         let rows = self
             .store
-            .query(InboxQuery {
-                topics,
-                since,
-                limit,
-            })
+            .query(InboxQuery { topics, since, limit })
             .await
             .map_err(|e| NodeError::Store(e.to_string()))?;
         let keyring = self.keyring.read().expect("keyring lock");
@@ -387,10 +370,7 @@ impl Node {
         for row in rows {
             match open_stored(&keyring, row.purpose, &row.envelope) {
                 Some(item) => items.push(item),
-                None => tracing::warn!(
-                    id = hex::encode(row.id),
-                    "an inbox record does not open; skipped"
-                ),
+                None => tracing::warn!(id = hex::encode(row.id), "an inbox record does not open; skipped"),
             }
         }
         Ok(items)
@@ -401,10 +381,7 @@ impl Node {
     /// # Errors
     /// A store failure.
     pub async fn inbox_len(&self) -> Result<u64, NodeError> {
-        self.store
-            .count()
-            .await
-            .map_err(|e| NodeError::Store(e.to_string()))
+        self.store.count().await.map_err(|e| NodeError::Store(e.to_string()))
     }
 
     /// Stops the event loop (which then closes the inbox). Idempotent.

@@ -121,10 +121,7 @@ impl Store {
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(make(tx))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.requests.send(make(tx)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -238,9 +235,7 @@ impl StoreThread {
             Request::NextSeq { reply } => {
                 let seq = self
                     .conn
-                    .query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| {
-                        r.get::<_, i64>(0)
-                    })
+                    .query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get::<_, i64>(0))
                     .optional()
                     .map(|v| v.map_or(0, |v| v as u64))
                     .map_err(StoreError::from);
@@ -305,14 +300,9 @@ impl StoreThread {
                 }
             }
             Err(e) => {
-                let error = format!(
-                    "could not store {} message(s) in the inbox: {e}",
-                    batch.len()
-                );
+                let error = format!("could not store {} message(s) in the inbox: {e}", batch.len());
                 tracing::error!("{error}");
-                let _ = self.events.send(Event::Error {
-                    error: error.clone(),
-                });
+                let _ = self.events.send(Event::Error { error: error.clone() });
                 for m in batch.drain(..) {
                     if let Some(done) = m.done {
                         let _ = done.send(Err(error.clone()));
@@ -347,8 +337,7 @@ impl StoreThread {
         let mut out = Vec::new();
         for row in rows {
             let (id, purpose, ts, envelope) = row?;
-            let (Ok(id), Some(purpose)) = (<[u8; 32]>::try_from(id), Purpose::from_byte(purpose))
-            else {
+            let (Ok(id), Some(purpose)) = (<[u8; 32]>::try_from(id), Purpose::from_byte(purpose)) else {
                 tracing::warn!("skipping a malformed inbox row");
                 continue;
             };

@@ -19,23 +19,12 @@ fn api_node(name: &str, dir: &std::path::Path, extra: &[&str]) -> TestNode {
 fn the_prototype_flow_passes_across_two_nodes() {
     let tmp = temp();
     let mut bob = api_node("Bob", &tmp.path().join("bob"), &[]);
-    let alice = api_node(
-        "Alice",
-        &tmp.path().join("alice"),
-        &["--peer", &bob.addr.clone()],
-    );
+    let alice = api_node("Alice", &tmp.path().join("alice"), &["--peer", &bob.addr.clone()]);
     let (bob_api, alice_api) = (bob.api.clone().unwrap(), alice.api.clone().unwrap());
 
     // [1] Subscribe Bob to news (an open topic, as in the prototype).
-    let r = post(
-        &bob_api,
-        "/subscribe",
-        &json!({"user": "Bob", "topic": "news"}),
-    );
-    assert_eq!(
-        (r.status, r.json()),
-        (200, json!({"status": "Bob subscribed to news"}))
-    );
+    let r = post(&bob_api, "/subscribe", &json!({"user": "Bob", "topic": "news"}));
+    assert_eq!((r.status, r.json()), (200, json!({"status": "Bob subscribed to news"})));
     // [2] Alice publishes to news from her own node.
     let r = post(
         &alice_api,
@@ -74,10 +63,7 @@ fn the_prototype_flow_passes_across_two_nodes() {
     // Query filters.
     let all = get(&bob_api, "/inbox/bob").json();
     assert_eq!(all.as_array().unwrap().len(), 2);
-    assert_eq!(
-        get(&bob_api, "/inbox/bob?limit=1").json()[0]["msg"],
-        "second"
-    );
+    assert_eq!(get(&bob_api, "/inbox/bob?limit=1").json()[0]["msg"], "second");
     let second_ts = all[1]["ts"].as_u64().unwrap();
     let since = get(&bob_api, &format!("/inbox/bob?since={second_ts}")).json();
     assert!(since
@@ -94,11 +80,7 @@ fn the_prototype_flow_passes_across_two_nodes() {
         2
     );
     // Unsubscribe.
-    let r = post(
-        &bob_api,
-        "/unsubscribe",
-        &json!({"user": "Bob", "topic": "news"}),
-    );
+    let r = post(&bob_api, "/unsubscribe", &json!({"user": "Bob", "topic": "news"}));
     assert_eq!(
         (r.status, r.json()),
         (200, json!({"status": "Bob unsubscribed from news"}))
@@ -120,13 +102,7 @@ fn bad_requests_get_a_4xx_json_error_and_the_server_keeps_serving() {
             400,
             "parse the request body as JSON",
         ),
-        (
-            "POST",
-            "/publish",
-            Some("[1,2]".into()),
-            422,
-            "invalid type",
-        ),
+        ("POST", "/publish", Some("[1,2]".into()), 422, "invalid type"),
         (
             "POST",
             "/publish",
@@ -245,13 +221,7 @@ fn bad_requests_get_a_4xx_json_error_and_the_server_keeps_serving() {
         ),
         ("GET", "/subscriptions/mallory", None, 404, "unknown user"),
         ("GET", "/nowhere", None, 404, "no route for GET /nowhere"),
-        (
-            "DELETE",
-            "/peers",
-            None,
-            405,
-            "DELETE is not allowed on /peers",
-        ),
+        ("DELETE", "/peers", None, 405, "DELETE is not allowed on /peers"),
     ];
     for (method, path, body, status, expected) in cases {
         let r = request(&api, method, path, body.as_deref(), &[]);
@@ -264,13 +234,7 @@ fn bad_requests_get_a_4xx_json_error_and_the_server_keeps_serving() {
         assert_eq!(r.header("content-type"), Some("application/json"));
     }
     // No content type; an oversized body.
-    let r = request(
-        &api,
-        "POST",
-        "/publish",
-        Some("{}"),
-        &[("Content-Type", "text/plain")],
-    );
+    let r = request(&api, "POST", "/publish", Some("{}"), &[("Content-Type", "text/plain")]);
     assert_eq!(r.status, 415, "{}", r.body);
     assert!(r.error().contains("application/json"));
     let huge = format!(
@@ -300,11 +264,7 @@ fn bad_requests_get_a_4xx_json_error_and_the_server_keeps_serving() {
 fn direct_messages_and_live_events_over_the_api() {
     let tmp = temp();
     let mut bob = api_node("bob", &tmp.path().join("bob"), &[]);
-    let alice = api_node(
-        "alice",
-        &tmp.path().join("alice"),
-        &["--peer", &bob.addr.clone()],
-    );
+    let alice = api_node("alice", &tmp.path().join("alice"), &["--peer", &bob.addr.clone()]);
     let (bob_api, alice_api) = (bob.api.clone().unwrap(), alice.api.clone().unwrap());
     let mut events = EventStream::open(&bob_api, None);
 
@@ -317,17 +277,10 @@ fn direct_messages_and_live_events_over_the_api() {
         .iter()
         .any(|p| p["name"] == "bob")
     {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "alice never learned bob's name"
-        );
+        assert!(std::time::Instant::now() < deadline, "alice never learned bob's name");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let r = post(
-        &alice_api,
-        "/dm",
-        &json!({"user": "alice", "to": "bob", "msg": "psst"}),
-    );
+    let r = post(&alice_api, "/dm", &json!({"user": "alice", "to": "bob", "msg": "psst"}));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["status"], "delivered");
     let dm = events
@@ -426,10 +379,7 @@ fn the_token_and_the_host_header_guard_the_api() {
 
     // DNS rebinding: a page on another origin reaching 127.0.0.1 sends its own Host.
     let port = api.rsplit(':').next().unwrap();
-    for host in [
-        "evil.example:80".to_string(),
-        format!("attacker.test:{port}"),
-    ] {
+    for host in ["evil.example:80".to_string(), format!("attacker.test:{port}")] {
         let r = raw(
             &api,
             format!("GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -438,8 +388,7 @@ fn the_token_and_the_host_header_guard_the_api() {
     }
     let r = raw(
         &api,
-        format!("GET /health HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        format!("GET /health HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n").as_bytes(),
     );
     assert_eq!(r.status, 200);
 }

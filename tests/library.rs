@@ -8,11 +8,7 @@ use murmur::store::{InboxQuery, Insert, Store};
 use murmur::{Config, Event, Node};
 use tokio::sync::broadcast;
 
-async fn next_matching(
-    rx: &mut broadcast::Receiver<Event>,
-    what: &str,
-    pred: impl Fn(&Event) -> bool,
-) -> Event {
+async fn next_matching(rx: &mut broadcast::Receiver<Event>, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let e = rx.recv().await.expect("event stream open");
@@ -32,10 +28,8 @@ async fn two_in_process_nodes_exchange_a_message() {
         Node::start_with_events(Config::loopback("alice", tmp.path().join("a")))
             .await
             .unwrap();
-    let Event::Listening { addr } = next_matching(&mut alice_events, "listening", |e| {
-        matches!(e, Event::Listening { .. })
-    })
-    .await
+    let Event::Listening { addr } =
+        next_matching(&mut alice_events, "listening", |e| matches!(e, Event::Listening { .. })).await
     else {
         unreachable!()
     };
@@ -46,16 +40,9 @@ async fn two_in_process_nodes_exchange_a_message() {
 
     alice.subscribe("news", Some("s3cret")).await.unwrap();
     let published = alice.publish("news", "hello bob").await.unwrap();
-    let got = next_matching(&mut bob_events, "message", |e| {
-        matches!(e, Event::Message { .. })
-    })
-    .await;
+    let got = next_matching(&mut bob_events, "message", |e| matches!(e, Event::Message { .. })).await;
     let Event::Message {
-        from,
-        msg,
-        id,
-        peer,
-        ..
+        from, msg, id, peer, ..
     } = got
     else {
         unreachable!()
@@ -113,12 +100,7 @@ async fn the_store_keeps_a_duplicate_once_and_reports_it_once() {
     assert_eq!(r1.await.unwrap(), Ok(true));
     assert_eq!(r2.await.unwrap(), Ok(false));
     assert_eq!(store.count().await.unwrap(), 1);
-    assert_eq!(
-        rx.recv().await.unwrap(),
-        Event::Error {
-            error: "first".into()
-        }
-    );
+    assert_eq!(rx.recv().await.unwrap(), Event::Error { error: "first".into() });
     assert!(rx.try_recv().is_err(), "the duplicate must not be reported");
     let rows = store
         .query(InboxQuery {

@@ -49,10 +49,7 @@ fn topic_messages_reach_holders_of_the_secret_only() {
     c.send("/pub news carol-wrong-key");
     c.wait_event("published", |_| true);
     let late = a.drain_for(Duration::from_secs(1));
-    assert!(
-        late.iter().all(|v| v["msg"] != "carol-wrong-key"),
-        "{late:?}"
-    );
+    assert!(late.iter().all(|v| v["msg"] != "carol-wrong-key"), "{late:?}");
 }
 
 #[test]
@@ -85,13 +82,7 @@ fn direct_messages_by_peer_id_and_by_name_are_acknowledged() {
 
     // An unknown name and an unreachable peer id are clear errors.
     let e = a.ask("/dm nobody hi", "error");
-    assert!(
-        e["error"]
-            .as_str()
-            .unwrap()
-            .contains("unknown peer \"nobody\""),
-        "{e}"
-    );
+    assert!(e["error"].as_str().unwrap().contains("unknown peer \"nobody\""), "{e}");
     let stranger = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
     let e = a.ask(&format!("/dm {stranger} hi"), "error");
     assert!(e["error"].as_str().unwrap().contains("unreachable"), "{e}");
@@ -132,12 +123,7 @@ fn inbox_and_subscriptions_survive_a_restart_and_hold_no_plaintext() {
     let mut b = TestNode::start(
         "bob",
         &b_dir,
-        &[
-            "--topic",
-            "news=hunter2-topic-secret",
-            "--peer",
-            &a.addr.clone(),
-        ],
+        &["--topic", "news=hunter2-topic-secret", "--peer", &a.addr.clone()],
     );
     let peer_id = b.peer_id.clone();
     for i in 0..3 {
@@ -157,12 +143,7 @@ fn inbox_and_subscriptions_survive_a_restart_and_hold_no_plaintext() {
     let bodies: Vec<&str> = inbox.iter().map(|m| m["msg"].as_str().unwrap()).collect();
     assert_eq!(
         bodies,
-        [
-            "restart-body-0",
-            "restart-body-1",
-            "restart-body-2",
-            "secret-dm-body"
-        ]
+        ["restart-body-0", "restart-body-1", "restart-body-2", "secret-dm-body"]
     );
     assert!(inbox[..3]
         .iter()
@@ -187,19 +168,13 @@ fn bad_commands_get_errors_and_the_node_keeps_working() {
         ("/pub news", "usage: /pub TOPIC MESSAGE"),
         ("/sub", "usage: /sub TOPIC [SECRET]"),
         ("/dm bob", "usage: /dm PEER MESSAGE"),
-        (
-            "/inbox news many",
-            "/inbox takes at most a topic and a count",
-        ),
+        ("/inbox news many", "/inbox takes at most a topic and a count"),
         ("/unsub news", "not subscribed to news"),
         ("just words", "no topic yet"),
     ];
     for (line, expected) in cases {
         let e = a.ask(line, "error");
-        assert!(
-            e["error"].as_str().unwrap().contains(expected),
-            "{line:?} → {e}"
-        );
+        assert!(e["error"].as_str().unwrap().contains(expected), "{line:?} → {e}");
     }
     let long = format!("/pub news {}", "x".repeat(70_000));
     let e = a.ask(&long, "error");
@@ -216,13 +191,7 @@ fn bad_commands_get_errors_and_the_node_keeps_working() {
     a.wait_event("unsubscribed", |_| true);
     // A left secret topic never falls back to the open topic of that name.
     let e = a.ask("/pub news private words", "error");
-    assert!(
-        e["error"]
-            .as_str()
-            .unwrap()
-            .contains("not subscribed to news"),
-        "{e}"
-    );
+    assert!(e["error"].as_str().unwrap().contains("not subscribed to news"), "{e}");
     a.subscribe("news", Some("s3cret"));
     a.send("/pub news still here");
     a.wait_event("published", |_| true);
@@ -230,10 +199,7 @@ fn bad_commands_get_errors_and_the_node_keeps_working() {
     let w = a.ask("/whoami", "whoami");
     assert_eq!(w["name"], "alice");
     let help = a.ask("/help", "help");
-    assert!(help["text"]
-        .as_str()
-        .unwrap()
-        .contains("/sub TOPIC [SECRET]"));
+    assert!(help["text"].as_str().unwrap().contains("/sub TOPIC [SECRET]"));
 }
 
 #[test]
@@ -250,9 +216,7 @@ fn open_topics_are_flagged_and_closed_stdin_does_not_stop_the_node() {
     c.send("/pub lobby carol-was-here");
     let p = c.wait_event("published", |_| true);
     assert_eq!(p["open"], true);
-    b.wait_event("message", |v| {
-        v["msg"] == "carol-was-here" && v["from"] == "carol"
-    });
+    b.wait_event("message", |v| v["msg"] == "carol-was-here" && v["from"] == "carol");
     assert_eq!(c.inbox("lobby")[0]["msg"], "carol-was-here");
     // Bob's stdin closes: he keeps receiving.
     b.close_stdin();
@@ -293,24 +257,14 @@ fn human_output_is_readable_and_logs_stay_off_stdout() {
         .collect();
     assert!(child.wait().unwrap().success());
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("listening on /ip4/127.0.0.1/tcp/")),
+        lines.iter().any(|l| l.starts_with("listening on /ip4/127.0.0.1/tcp/")),
         "{lines:?}"
     );
-    assert!(
-        lines.contains(&"subscribed to news".to_string()),
-        "{lines:?}"
-    );
-    assert!(
-        lines.contains(&"[news] dora: hi there".to_string()),
-        "{lines:?}"
-    );
+    assert!(lines.contains(&"subscribed to news".to_string()), "{lines:?}");
+    assert!(lines.contains(&"[news] dora: hi there".to_string()), "{lines:?}");
     // Nothing from the trace-level logs reached stdout.
     assert!(
-        lines
-            .iter()
-            .all(|l| !l.contains("TRACE") && !l.contains("DEBUG")),
+        lines.iter().all(|l| !l.contains("TRACE") && !l.contains("DEBUG")),
         "{lines:?}"
     );
 }

@@ -86,15 +86,7 @@ fn build(v: &Vector) -> (TopicKeys, Envelope) {
         name: v.name.into(),
         body: v.body.into(),
     };
-    let env = Envelope::seal_with_salt(
-        &keys.key,
-        v.purpose,
-        keys.id,
-        sender,
-        v.ts,
-        [v.salt; 32],
-        &payload,
-    );
+    let env = Envelope::seal_with_salt(&keys.key, v.purpose, keys.id, sender, v.ts, [v.salt; 32], &payload);
     (keys, env)
 }
 
@@ -132,12 +124,7 @@ fn envelopes_match_the_frozen_vectors() {
         let (keys, env) = build(v);
         assert_eq!(hex::encode(keys.id), topic_id, "topic id of {:?}", v.topic);
         assert_eq!(hex::encode(keys.key), key, "topic key of {:?}", v.topic);
-        assert_eq!(
-            hex::encode(env.encode()),
-            envelope,
-            "envelope of {:?}",
-            v.body
-        );
+        assert_eq!(hex::encode(env.encode()), envelope, "envelope of {:?}", v.body);
     }
 }
 

@@ -57,10 +57,7 @@ impl From<JsonRejection> for ApiError {
                 "expected a JSON body with Content-Type: application/json".to_owned()
             }
             JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
-                format!(
-                    "request body is larger than {} bytes",
-                    super::MAX_BODY_BYTES
-                )
+                format!("request body is larger than {} bytes", super::MAX_BODY_BYTES)
             }
             other => other.body_text(),
         };
@@ -88,23 +85,15 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let status = match &e {
             NodeError::Command(c) => return c.clone().into(),
-            NodeError::Topic(_) | NodeError::SelfDm | NodeError::InvalidName(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            NodeError::Topic(_) | NodeError::SelfDm | NodeError::InvalidName(_) => StatusCode::BAD_REQUEST,
             NodeError::NotSubscribed(_) | NodeError::UnknownPeer(_) => StatusCode::NOT_FOUND,
             NodeError::AmbiguousPeer(..) => StatusCode::CONFLICT,
             NodeError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             NodeError::Unreachable { .. } | NodeError::Refused { .. } => StatusCode::BAD_GATEWAY,
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
-            NodeError::Store(_)
-            | NodeError::Keyring(_)
-            | NodeError::Network(_)
-            | NodeError::Startup(_) => {
+            NodeError::Store(_) | NodeError::Keyring(_) | NodeError::Network(_) | NodeError::Startup(_) => {
                 tracing::error!("api: {e}");
-                return Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error; see the node's log",
-                );
+                return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the node's log");
             }
         };
         Self::new(status, e.to_string())

@@ -66,10 +66,9 @@ pub async fn check(State(state): State<ApiState>, request: Request, next: Next) 
                 "missing or wrong API token: send Authorization: Bearer <token>",
             )
             .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
             return response;
         }
     }
@@ -78,10 +77,7 @@ pub async fn check(State(state): State<ApiState>, request: Request, next: Next) 
 
 /// 404 for unknown routes.
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("no route for {method} {}", uri.path()),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, format!("no route for {method} {}", uri.path()))
 }
 
 /// 405 for a known route with another method.

@@ -53,12 +53,7 @@ pub struct ApiState {
 
 impl ApiState {
     /// State for a server bound at `addr`.
-    pub fn new(
-        node: Node,
-        addr: SocketAddr,
-        token: Option<String>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(node: Node, addr: SocketAddr, token: Option<String>, shutdown: CancellationToken) -> Self {
         Self {
             node,
             token: token.map(Into::into),
@@ -106,11 +101,7 @@ impl Api {
     ///
     /// # Errors
     /// [`ApiStartError`].
-    pub async fn bind(
-        node: Node,
-        addr: SocketAddr,
-        token: Option<String>,
-    ) -> Result<Self, ApiStartError> {
+    pub async fn bind(node: Node, addr: SocketAddr, token: Option<String>) -> Result<Self, ApiStartError> {
         if !addr.ip().is_loopback() && token.is_none() {
             return Err(ApiStartError::TokenRequired(addr));
         }
@@ -126,9 +117,7 @@ impl Api {
 
     /// The bound address (the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listener.local_addr().expect("bound listener has an address")
     }
 
     /// Serves until `shutdown` is cancelled, then closes open event streams.
@@ -159,10 +148,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/events", get(events))
         .fallback(guard::not_found)
         .method_not_allowed_fallback(guard::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            guard::check,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -269,21 +255,14 @@ async fn health(State(state): State<ApiState>) -> Json<Health> {
 
 async fn openapi() -> Response {
     static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    let doc = DOC.get_or_init(|| {
-        serde_norway::from_str(OPENAPI_YAML).expect("docs/openapi.yaml is valid YAML")
-    });
+    let doc = DOC.get_or_init(|| serde_norway::from_str(OPENAPI_YAML).expect("docs/openapi.yaml is valid YAML"));
     Json(doc.clone()).into_response()
 }
 
-async fn subscribe(
-    State(state): State<ApiState>,
-    Body(req): Body<SubscribeRequest>,
-) -> Result<Json<Status>, ApiError> {
+async fn subscribe(State(state): State<ApiState>, Body(req): Body<SubscribeRequest>) -> Result<Json<Status>, ApiError> {
     state.check_user(&req.user)?;
     if req.secret.as_deref() == Some("") {
-        return Err(ApiError::bad_request(
-            "secret is empty: leave it out for an open topic",
-        ));
+        return Err(ApiError::bad_request("secret is empty: leave it out for an open topic"));
     }
     if req
         .secret
@@ -292,10 +271,7 @@ async fn subscribe(
     {
         return Err(crate::commands::CommandError::SecretTooLong.into());
     }
-    state
-        .node
-        .subscribe(&req.topic, req.secret.as_deref())
-        .await?;
+    state.node.subscribe(&req.topic, req.secret.as_deref()).await?;
     Ok(Json(Status {
         status: format!("{} subscribed to {}", req.user, req.topic),
     }))
@@ -331,10 +307,7 @@ async fn publish(
     }))
 }
 
-async fn dm(
-    State(state): State<ApiState>,
-    Body(req): Body<DmRequest>,
-) -> Result<Json<DmResponse>, ApiError> {
+async fn dm(State(state): State<ApiState>, Body(req): Body<DmRequest>) -> Result<Json<DmResponse>, ApiError> {
     state.check_user(&req.user)?;
     let id = state.node.dm(&req.to, &req.msg).await?;
     Ok(Json(DmResponse {
@@ -360,17 +333,11 @@ async fn inbox(
         return Err(ApiError::bad_request("since is out of range"));
     }
     Ok(Json(
-        state
-            .node
-            .inbox(params.topic.as_deref(), params.since, limit)
-            .await?,
+        state.node.inbox(params.topic.as_deref(), params.since, limit).await?,
     ))
 }
 
-async fn subscriptions(
-    State(state): State<ApiState>,
-    Path(user): Path<String>,
-) -> Result<Json<Vec<String>>, ApiError> {
+async fn subscriptions(State(state): State<ApiState>, Path(user): Path<String>) -> Result<Json<Vec<String>>, ApiError> {
     state.check_user(&user)?;
     Ok(Json(state.node.topics()))
 }
@@ -379,9 +346,7 @@ async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<PeerSummary>>, 
     Ok(Json(state.node.peers().await?))
 }
 
-async fn events(
-    State(state): State<ApiState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+async fn events(State(state): State<ApiState>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let stream = BroadcastStream::new(state.node.events())
         .map(|item| {
             let event = match item {

@@ -21,9 +21,10 @@ pub const MAX_TRANSMIT_BYTES: usize = MAX_ENVELOPE_BYTES + 4 * 1024;
 /// How long a DM may wait for its acknowledgement.
 pub const DM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often each connection is pinged.
-pub const PING_INTERVAL: Duration = Duration::from_secs(2);
-/// A ping unanswered this long closes the connection.
-pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
+pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one ping may take (the event loop's liveness watchdog, not this
+/// timeout, decides when a connection is dead).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// mDNS query interval: how soon a node re-asks after a missed answer.
 pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 /// mDNS record TTL: how long after its last answer a silent peer is expired.
@@ -84,11 +85,9 @@ impl Behaviour {
     /// When mDNS cannot open its socket.
     pub fn new(key: &Keypair, name: &str, mdns_on: bool) -> std::io::Result<Self> {
         let peer_id = key.public().to_peer_id();
-        let gossipsub = gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Signed(key.clone()),
-            gossipsub_config(),
-        )
-        .map_err(std::io::Error::other)?;
+        let gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossipsub_config())
+                .map_err(std::io::Error::other)?;
         let dm = request_response::Behaviour::with_codec(
             DmCodec,
             [(DM_PROTOCOL, ProtocolSupport::Full)],
@@ -105,15 +104,18 @@ impl Behaviour {
             None
         };
         let identify = identify::Behaviour::new(
-            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
-                .with_agent_version(agent_version(name)),
+            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public()).with_agent_version(agent_version(name)),
         );
         Ok(Self {
             gossipsub,
             dm,
             mdns: mdns.into(),
             identify,
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT)),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_INTERVAL)
+                    .with_timeout(PING_TIMEOUT),
+            ),
         })
     }
 }

@@ -82,10 +82,8 @@ impl DmRequest {
         if name_len > MAX_NAME_LEN || rest.len() < name_len {
             return Err(invalid("malformed direct message name"));
         }
-        let name = std::str::from_utf8(&rest[..name_len])
-            .map_err(|_| invalid("direct message name is not UTF-8"))?;
-        let msg = std::str::from_utf8(&rest[name_len..])
-            .map_err(|_| invalid("direct message is not UTF-8"))?;
+        let name = std::str::from_utf8(&rest[..name_len]).map_err(|_| invalid("direct message name is not UTF-8"))?;
+        let msg = std::str::from_utf8(&rest[name_len..]).map_err(|_| invalid("direct message is not UTF-8"))?;
         if msg.len() > MAX_MESSAGE_BYTES {
             return Err(invalid("direct message too large"));
         }
@@ -108,9 +106,7 @@ impl DmResponse {
             Ok(()) => out.push(0),
             Err(reason) => {
                 out.push(1);
-                out.extend_from_slice(
-                    crate::envelope::truncate_utf8(reason, MAX_REASON_BYTES).as_bytes(),
-                );
+                out.extend_from_slice(crate::envelope::truncate_utf8(reason, MAX_REASON_BYTES).as_bytes());
             }
         }
         out
@@ -167,12 +163,7 @@ impl libp2p::request_response::Codec for DmCodec {
         DmResponse::decode(&read_bounded(io, MAX_RESPONSE_BYTES).await?)
     }
 
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: DmRequest,
-    ) -> io::Result<()>
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: DmRequest) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -180,12 +171,7 @@ impl libp2p::request_response::Codec for DmCodec {
         io.close().await
     }
 
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: DmResponse,
-    ) -> io::Result<()>
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: DmResponse) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -209,10 +195,7 @@ mod tests {
         };
         assert_eq!(DmRequest::decode(&req.encode()).unwrap(), req);
         for result in [Ok(()), Err("no".to_string())] {
-            let res = DmResponse {
-                id: [4; 32],
-                result,
-            };
+            let res = DmResponse { id: [4; 32], result };
             assert_eq!(DmResponse::decode(&res.encode()).unwrap(), res);
         }
     }
@@ -221,8 +204,7 @@ mod tests {
     fn oversized_frames_are_refused_without_reading_them_whole() {
         let huge = vec![0u8; MAX_REQUEST_BYTES * 4];
         let mut cursor = futures::io::Cursor::new(huge);
-        let err =
-            futures::executor::block_on(read_bounded(&mut cursor, MAX_REQUEST_BYTES)).unwrap_err();
+        let err = futures::executor::block_on(read_bounded(&mut cursor, MAX_REQUEST_BYTES)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert_eq!(cursor.position() as usize, MAX_REQUEST_BYTES + 1);
     }

@@ -9,7 +9,7 @@ pub mod behaviour;
 pub mod dm;
 pub mod redial;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{gossipsub, identify, mdns, ping, Multiaddr, PeerId, Swarm};
 use rand::RngCore;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -39,8 +39,11 @@ pub const MAX_QUEUED_PUBLISHES: usize = 1024;
 pub const MAX_MESSAGE_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 /// Envelopes dated further than this in the future are refused.
 pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
-/// How often the redial schedule is checked (each peer has its own backoff).
+/// How often the redial schedule and the liveness watchdog run.
 const REDIAL_TICK: Duration = Duration::from_millis(500);
+/// A connection with no successful ping for this long is closed as dead (a
+/// pulled cable sends no FIN; libp2p's ping reports only the second failure).
+pub const DEAD_AFTER: Duration = Duration::from_secs(4);
 
 /// What a [`crate::Node`] handle asks of the event loop. Each carries its `reply`.
 pub(crate) enum Request {
@@ -68,6 +71,9 @@ pub(crate) enum Request {
     },
     Whoami {
         reply: oneshot::Sender<Whoami>,
+    },
+    Mesh {
+        reply: oneshot::Sender<TopicPeers>,
     },
     Shutdown,
 }
@@ -97,6 +103,16 @@ struct PendingDm {
     peer: PeerId,
     request: DmRequest,
     reply: oneshot::Sender<Result<String, NodeError>>,
+}
+
+/// Per subscribed topic: how many connected peers are known to be subscribed,
+/// and how many of them are in our gossipsub mesh.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TopicPeers {
+    /// Connected peers subscribed to the topic, by topic name.
+    pub subscribed: BTreeMap<String, usize>,
+    /// Of those, the ones in our mesh (full-message peers), by topic name.
+    pub mesh: BTreeMap<String, usize>,
 }
 
 /// Drop counters by reason, for logs and metrics.
@@ -140,6 +156,8 @@ pub(crate) struct EventLoop {
     explicit_peers: Vec<Multiaddr>,
     /// Peers to dial again while they are not connected.
     redialer: Redialer,
+    /// Last sign of life (establishment or a ping answer) per connection.
+    alive: HashMap<ConnectionId, Instant>,
     next_seq: u64,
     drops: DropCounters,
 }
@@ -200,6 +218,7 @@ impl EventLoop {
             listen_addrs: BTreeSet::new(),
             explicit_peers,
             redialer: Redialer::default(),
+            alive: HashMap::new(),
             next_seq,
             drops: DropCounters::default(),
         }
@@ -231,7 +250,10 @@ impl EventLoop {
                     Some(request) => self.on_request(request).await,
                 },
                 Some(done) = self.completions.recv() => self.on_completion(done),
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick() => {
+                    self.close_dead_connections();
+                    self.redial();
+                }
             }
         }
         tracing::info!(?self.drops, "event loop stopping");
@@ -244,6 +266,22 @@ impl EventLoop {
             self.emit(Event::Error {
                 error: format!("could not dial {addr}: {e}"),
             });
+        }
+    }
+
+    /// Closes connections that have not answered a ping for [`DEAD_AFTER`].
+    fn close_dead_connections(&mut self) {
+        let now = Instant::now();
+        let dead: Vec<ConnectionId> = self
+            .alive
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) > DEAD_AFTER)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dead {
+            tracing::debug!(?id, "no ping answer for {DEAD_AFTER:?}; closing the connection");
+            self.alive.remove(&id);
+            self.swarm.close_connection(id);
         }
     }
 
@@ -264,11 +302,7 @@ impl EventLoop {
 
     async fn on_request(&mut self, request: Request) {
         match request {
-            Request::Subscribe {
-                topic,
-                secret,
-                reply,
-            } => {
+            Request::Subscribe { topic, secret, reply } => {
                 let _ = reply.send(self.subscribe(&topic, secret.as_deref()));
             }
             Request::Unsubscribe { topic, reply } => {
@@ -286,26 +320,33 @@ impl EventLoop {
                     addrs: self.listen_addrs.iter().map(ToString::to_string).collect(),
                 });
             }
+            Request::Mesh { reply } => {
+                let gossipsub = &self.swarm.behaviour().gossipsub;
+                let mut counts = TopicPeers::default();
+                for (hash, entry) in &self.topics {
+                    counts
+                        .mesh
+                        .insert(entry.name.clone(), gossipsub.mesh_peers(hash).count());
+                    let subscribed = gossipsub
+                        .all_peers()
+                        .filter(|(_, topics)| topics.contains(&hash))
+                        .count();
+                    counts.subscribed.insert(entry.name.clone(), subscribed);
+                }
+                let _ = reply.send(counts);
+            }
             Request::Shutdown => unreachable!("handled in run"),
         }
     }
 
     /// Subscribes (or re-keys) a topic; returns whether it is open.
-    pub(crate) fn subscribe(
-        &mut self,
-        topic: &str,
-        secret: Option<&str>,
-    ) -> Result<bool, NodeError> {
+    pub(crate) fn subscribe(&mut self, topic: &str, secret: Option<&str>) -> Result<bool, NodeError> {
         crate::commands::validate_topic(topic)?;
         let open = secret.is_none();
         let keys = TopicKeys::derive(topic, secret.unwrap_or(topic));
         let hash = gossipsub::IdentTopic::new(keys.wire_topic()).hash();
         // Leaving the old topic id first when the secret changed.
-        if let Some((old_hash, _)) = self
-            .topics
-            .iter()
-            .find(|(h, t)| t.name == topic && **h != hash)
-        {
+        if let Some((old_hash, _)) = self.topics.iter().find(|(h, t)| t.name == topic && **h != hash) {
             let old_hash = old_hash.clone();
             self.topics.remove(&old_hash);
             self.swarm
@@ -379,12 +420,7 @@ impl EventLoop {
             .map(|(h, _)| h.clone())
     }
 
-    async fn publish(
-        &mut self,
-        topic: &str,
-        msg: String,
-        reply: oneshot::Sender<Result<Published, NodeError>>,
-    ) {
+    async fn publish(&mut self, topic: &str, msg: String, reply: oneshot::Sender<Result<Published, NodeError>>) {
         if let Err(e) = crate::commands::validate_topic(topic)
             .map_err(NodeError::from)
             .and_then(|()| crate::commands::validate_message(&msg).map_err(NodeError::from))
@@ -406,14 +442,7 @@ impl EventLoop {
             body: msg,
         };
         let local = *self.swarm.local_peer_id();
-        let envelope = Envelope::seal(
-            &entry.key,
-            Purpose::Topic,
-            entry.id,
-            local,
-            now_ms(),
-            &payload,
-        );
+        let envelope = Envelope::seal(&entry.key, Purpose::Topic, entry.id, local, now_ms(), &payload);
         let bytes = envelope.encode();
         let queued = match self
             .swarm
@@ -422,18 +451,12 @@ impl EventLoop {
             .publish(hash.clone(), bytes.clone())
         {
             Ok(_) => false,
-            Err(
-                gossipsub::PublishError::NoPeersSubscribedToTopic
-                | gossipsub::PublishError::AllQueuesFull(_),
-            ) => {
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic | gossipsub::PublishError::AllQueuesFull(_)) => {
                 if self.queued_total >= MAX_QUEUED_PUBLISHES {
                     let _ = reply.send(Err(NodeError::QueueFull(MAX_QUEUED_PUBLISHES)));
                     return;
                 }
-                self.queued
-                    .entry(hash)
-                    .or_default()
-                    .push_back(bytes.clone());
+                self.queued.entry(hash).or_default().push_back(bytes.clone());
                 self.queued_total += 1;
                 true
             }
@@ -444,10 +467,7 @@ impl EventLoop {
         };
         self.next_seq += 1;
         let id = envelope.id();
-        let published = Published {
-            id: id.clone(),
-            queued,
-        };
+        let published = Published { id: id.clone(), queued };
         let (done, stored) = oneshot::channel();
         let insert = Insert {
             id: envelope.salt,
@@ -483,10 +503,7 @@ impl EventLoop {
     /// without joining, as the prototype allowed). A name whose secret the
     /// node knows but has left is refused, so text meant for a private group
     /// never falls back to the open topic.
-    fn publish_target(
-        &mut self,
-        topic: &str,
-    ) -> Result<(gossipsub::TopicHash, TopicEntry), NodeError> {
+    fn publish_target(&mut self, topic: &str) -> Result<(gossipsub::TopicHash, TopicEntry), NodeError> {
         if let Some(hash) = self.topic_hash(topic) {
             let entry = self.topics[&hash].clone();
             return Ok((hash, entry));
@@ -539,11 +556,7 @@ impl EventLoop {
         let matches: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, s)| {
-                s.name
-                    .as_deref()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(to))
-            })
+            .filter(|(_, s)| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(to)))
             .map(|(p, _)| *p)
             .collect();
         match matches.as_slice() {
@@ -553,12 +566,7 @@ impl EventLoop {
         }
     }
 
-    fn send_dm(
-        &mut self,
-        to: &str,
-        msg: String,
-        reply: oneshot::Sender<Result<String, NodeError>>,
-    ) {
+    fn send_dm(&mut self, to: &str, msg: String, reply: oneshot::Sender<Result<String, NodeError>>) {
         if let Err(e) = crate::commands::validate_message(&msg) {
             let _ = reply.send(Err(e.into()));
             return;
@@ -591,19 +599,8 @@ impl EventLoop {
             name: self.name.clone(),
             msg,
         };
-        let request_id = self
-            .swarm
-            .behaviour_mut()
-            .dm
-            .send_request(&peer, request.clone());
-        self.pending_dms.insert(
-            request_id,
-            PendingDm {
-                peer,
-                request,
-                reply,
-            },
-        );
+        let request_id = self.swarm.behaviour_mut().dm.send_request(&peer, request.clone());
+        self.pending_dms.insert(request_id, PendingDm { peer, request, reply });
     }
 
     fn peer_summaries(&self) -> Vec<PeerSummary> {
@@ -623,11 +620,7 @@ impl EventLoop {
 
     fn on_completion(&mut self, done: Completion) {
         match done {
-            Completion::DmStored {
-                channel,
-                id,
-                result,
-            } => {
+            Completion::DmStored { channel, id, result } => {
                 if self
                     .swarm
                     .behaviour_mut()
@@ -644,26 +637,22 @@ impl EventLoop {
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                let full = address
-                    .with_p2p(*self.swarm.local_peer_id())
-                    .unwrap_or_else(|a| a);
+                let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);
                 self.listen_addrs.insert(full.clone());
-                self.emit(Event::Listening {
-                    addr: full.to_string(),
-                });
+                self.emit(Event::Listening { addr: full.to_string() });
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
-                let full = address
-                    .with_p2p(*self.swarm.local_peer_id())
-                    .unwrap_or_else(|a| a);
+                let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);
                 self.listen_addrs.remove(&full);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
+                self.alive.insert(connection_id, Instant::now());
                 self.redialer.connected(&peer_id);
                 let state = self.peers.entry(peer_id).or_default();
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
@@ -721,6 +710,15 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Ping(ping::Event {
+                connection,
+                result: Ok(_),
+                ..
+            }) => {
+                if let Some(at) = self.alive.get_mut(&connection) {
+                    *at = Instant::now();
+                }
+            }
+            BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
                 result: Err(e),
@@ -728,9 +726,10 @@ impl EventLoop {
                 // A connection that stops answering pings is dead (a pulled cable
                 // sends no FIN): close it so the peer is redialled when it is back.
                 tracing::debug!(%peer, "ping failed ({e}); closing the connection");
+                self.alive.remove(&connection);
                 self.swarm.close_connection(connection);
             }
-            BehaviourEvent::Identify(_) | BehaviourEvent::Ping(_) => {}
+            BehaviourEvent::Identify(_) => {}
         }
     }
 
@@ -762,7 +761,9 @@ impl EventLoop {
             }
             mdns::Event::Expired(list) => {
                 for (peer, addr) in list {
-                    let Some(state) = self.peers.get_mut(&peer) else { continue };
+                    let Some(state) = self.peers.get_mut(&peer) else {
+                        continue;
+                    };
                     state.mdns_addrs.remove(&addr);
                     state.addrs.remove(&addr);
                     if state.mdns_addrs.is_empty() {
@@ -791,10 +792,11 @@ impl EventLoop {
                         gossipsub::MessageAcceptance::Reject
                     }
                 };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    acceptance,
+                );
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 tracing::debug!(%peer_id, %topic, "peer subscribed");
@@ -865,22 +867,15 @@ impl EventLoop {
     async fn on_dm(&mut self, event: request_response::Event<DmRequest, DmResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
+                request_response::Message::Request { request, channel, .. } => {
                     self.receive_dm(peer, request, channel).await;
                 }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
+                request_response::Message::Response { request_id, response } => {
                     let Some(pending) = self.pending_dms.remove(&request_id) else {
                         return;
                     };
                     match response.result {
-                        Ok(()) if response.id == pending.request.id => {
-                            self.record_sent_dm(pending).await
-                        }
+                        Ok(()) if response.id == pending.request.id => self.record_sent_dm(pending).await,
                         Ok(()) => {
                             let _ = pending.reply.send(Err(NodeError::Refused {
                                 peer: pending.peer.to_string(),
@@ -916,12 +911,7 @@ impl EventLoop {
         }
     }
 
-    async fn receive_dm(
-        &mut self,
-        peer: PeerId,
-        request: DmRequest,
-        channel: ResponseChannel<DmResponse>,
-    ) {
+    async fn receive_dm(&mut self, peer: PeerId, request: DmRequest, channel: ResponseChannel<DmResponse>) {
         let id = request.id;
         if !fresh(request.ts, now_ms()) {
             self.drops.stale += 1;
@@ -961,13 +951,7 @@ impl EventLoop {
                 Ok(Err(_)) => Err("recipient could not store the message".to_owned()),
                 Err(_) => Err("recipient is shutting down".to_owned()),
             };
-            let _ = completions
-                .send(Completion::DmStored {
-                    channel,
-                    id,
-                    result,
-                })
-                .await;
+            let _ = completions.send(Completion::DmStored { channel, id, result }).await;
         });
     }
 
@@ -983,14 +967,7 @@ impl EventLoop {
             id: id.clone(),
         };
         let name = self.name.clone();
-        let insert = self.dm_insert(
-            local,
-            &name,
-            pending.request.ts,
-            pending.request.id,
-            &record,
-            event,
-        );
+        let insert = self.dm_insert(local, &name, pending.request.ts, pending.request.id, &record, event);
         let (done, stored) = oneshot::channel();
         let insert = Insert {
             done: Some(done),
@@ -1011,30 +988,14 @@ impl EventLoop {
     }
 
     /// Seals a direct-message record under the local key.
-    fn dm_insert(
-        &self,
-        author: PeerId,
-        name: &str,
-        ts: u64,
-        id: [u8; 32],
-        record: &DmRecord,
-        event: Event,
-    ) -> Insert {
+    fn dm_insert(&self, author: PeerId, name: &str, ts: u64, id: [u8; 32], record: &DmRecord, event: Event) -> Insert {
         let local_key = *self.keyring.read().expect("keyring lock").local_key();
         let payload = Payload {
             seq: 0,
             name: name.to_owned(),
             body: serde_json::to_string(record).expect("record serializes"),
         };
-        let envelope = Envelope::seal_with_salt(
-            &local_key,
-            Purpose::DirectRecord,
-            [0; 32],
-            author,
-            ts,
-            id,
-            &payload,
-        );
+        let envelope = Envelope::seal_with_salt(&local_key, Purpose::DirectRecord, [0; 32], author, ts, id, &payload);
         Insert {
             id,
             purpose: Purpose::DirectRecord,

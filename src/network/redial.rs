@@ -123,7 +123,11 @@ mod tests {
         let mut far_tries = 0;
         for s in 1..=120 {
             for (p, _) in r.due(t0 + Duration::from_millis(500 * s), |_| false) {
-                if p == lan { lan_tries += 1 } else { far_tries += 1 }
+                if p == lan {
+                    lan_tries += 1
+                } else {
+                    far_tries += 1
+                }
             }
         }
         assert!((28..=32).contains(&lan_tries), "{lan_tries}");

@@ -18,16 +18,12 @@ pub struct Response {
 impl Response {
     /// The body as JSON (panics with the body when it is not).
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
     }
 
     /// A header value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The `error` text of a JSON error body.
@@ -42,9 +38,7 @@ impl Response {
 /// Sends raw request bytes to `addr` and reads the whole response.
 pub fn raw(addr: &str, request: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect to the API");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     stream.write_all(request).unwrap();
     let mut bytes = Vec::new();
     let _ = stream.read_to_end(&mut bytes);
@@ -72,16 +66,8 @@ fn parse(bytes: &[u8]) -> Response {
     let chunked = headers
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Response { status, headers, body }
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -100,22 +86,13 @@ fn dechunk(mut body: &str) -> String {
 }
 
 /// Sends `method path` with an optional JSON body and extra headers.
-pub fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    headers: &[(&str, &str)],
-) -> Response {
+pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Response {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         req.push_str(&format!("{name}: {value}\r\n"));
     }
     if let Some(body) = body {
-        if !headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        {
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
             req.push_str("Content-Type: application/json\r\n");
         }
         req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
@@ -152,9 +129,7 @@ impl EventStream {
             "GET /events HTTP/1.1\r\nHost: {addr}\r\n{auth}Accept: text/event-stream\r\n\r\n"
         )
         .unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let mut reader = BufReader::new(stream);
         let mut status = String::new();
         reader.read_line(&mut status).unwrap();
@@ -163,12 +138,7 @@ impl EventStream {
     }
 
     /// The next `data:` object whose `event` is `kind` and that matches `pred`, within `timeout`.
-    pub fn wait(
-        &mut self,
-        kind: &str,
-        timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Option<Value> {
+    pub fn wait(&mut self, kind: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         let mut line = String::new();
         while Instant::now() < deadline {

@@ -26,9 +26,13 @@ pub struct TestNode {
     pub api: Option<String>,
     child: Child,
     stdin: Option<ChildStdin>,
-    events: mpsc::Receiver<Value>,
+    events: mpsc::Receiver<(Instant, Value)>,
     /// Every event seen so far, in order.
     pub seen: Vec<Value>,
+    /// When each of `seen` arrived.
+    pub seen_at: Vec<Instant>,
+    /// When the process was spawned.
+    pub started: Instant,
     stderr_path: PathBuf,
 }
 
@@ -46,19 +50,34 @@ impl TestNode {
     }
 
     /// As [`TestNode::start`], with extra environment variables.
-    pub fn start_with_env(
-        name: &str,
-        data_dir: &Path,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> TestNode {
+    pub fn start_with_env(name: &str, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> TestNode {
+        let mut args = vec!["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+        args.extend_from_slice(extra);
+        Self::launch(&[], name, data_dir, &args, env)
+    }
+
+    /// Starts `murmur --json` inside network namespace `netns` with mDNS on
+    /// and the default listen addresses, plus `extra`.
+    pub fn start_in_netns(netns: &str, name: &str, data_dir: &Path, extra: &[&str]) -> TestNode {
+        Self::launch(&["ip", "netns", "exec", netns], name, data_dir, extra, &[])
+    }
+
+    /// Runs `wrapper… murmur --json --name NAME --data-dir DIR args…` and waits
+    /// for its first `listening` event (and `api_listening` with `--api`).
+    pub fn launch(wrapper: &[&str], name: &str, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TestNode {
         let stderr_path = data_dir.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
-        let mut cmd = Command::new(murmur_bin());
-        cmd.args(["--json", "--no-mdns", "--name", name, "--data-dir"])
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(murmur_bin());
+                c
+            }
+            None => Command::new(murmur_bin()),
+        };
+        cmd.args(["--json", "--name", name, "--data-dir"])
             .arg(data_dir)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
-            .args(extra)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -68,6 +87,7 @@ impl TestNode {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let started = Instant::now();
         let mut child = cmd.spawn().expect("spawn murmur");
         let stdout = child.stdout.take().expect("stdout");
         let stdin = child.stdin.take();
@@ -75,9 +95,9 @@ impl TestNode {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
-                if tx.send(value).is_err() {
+                let value: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
+                if tx.send((Instant::now(), value)).is_err() {
                     break;
                 }
             }
@@ -92,27 +112,24 @@ impl TestNode {
             stdin,
             events,
             seen: Vec::new(),
+            seen_at: Vec::new(),
+            started,
             stderr_path,
         };
         let listening = node.wait_event("listening", |_| true);
         node.addr = listening["addr"].as_str().unwrap().to_owned();
         node.peer_id = node.addr.rsplit('/').next().unwrap().to_owned();
-        if extra.contains(&"--api") {
-            let seen = node
-                .seen
-                .iter()
-                .find(|v| v["event"] == "api_listening")
-                .cloned();
+        if args.contains(&"--api") {
+            let seen = node.seen.iter().find(|v| v["event"] == "api_listening").cloned();
             let event = seen.unwrap_or_else(|| node.wait_event("api_listening", |_| true));
-            node.api = Some(
-                event["addr"]
-                    .as_str()
-                    .unwrap()
-                    .trim_start_matches("http://")
-                    .to_owned(),
-            );
+            node.api = Some(event["addr"].as_str().unwrap().trim_start_matches("http://").to_owned());
         }
         node
+    }
+
+    /// When the `i`-th seen event arrived, relative to the process start.
+    pub fn seen_after_start(&self, i: usize) -> Duration {
+        self.seen_at[i].duration_since(self.started)
     }
 
     /// Writes one line to the node's stdin.
@@ -137,28 +154,19 @@ impl TestNode {
     /// Waits for the next event named `kind` matching `pred`, among events not
     /// yet returned by a wait; panics after [`WAIT`] saying what was missing.
     pub fn wait_event(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        self.wait_event_for(kind, WAIT, pred).unwrap_or_else(|| {
-            panic!(
-                "{}: no {kind:?} event within {WAIT:?}\n{}",
-                self.name,
-                self.report()
-            )
-        })
+        self.wait_event_for(kind, WAIT, pred)
+            .unwrap_or_else(|| panic!("{}: no {kind:?} event within {WAIT:?}\n{}", self.name, self.report()))
     }
 
     /// As [`TestNode::wait_event`] but returns `None` after `timeout`.
-    pub fn wait_event_for(
-        &mut self,
-        kind: &str,
-        timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Option<Value> {
+    pub fn wait_event_for(&mut self, kind: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(v) => {
+                Ok((at, v)) => {
                     self.seen.push(v.clone());
+                    self.seen_at.push(at);
                     if v["event"] == kind && pred(&v) {
                         return Some(v);
                     }
@@ -172,11 +180,12 @@ impl TestNode {
     pub fn drain_for(&mut self, window: Duration) -> Vec<Value> {
         let deadline = Instant::now() + window;
         let mut out = Vec::new();
-        while let Ok(v) = self
+        while let Ok((at, v)) = self
             .events
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
             self.seen.push(v.clone());
+            self.seen_at.push(at);
             out.push(v);
         }
         out
@@ -207,16 +216,29 @@ impl TestNode {
     pub fn wait_peers(&mut self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let peers = self.ask("/peers", "peers")["peers"]
-                .as_array()
-                .unwrap()
-                .clone();
+            let peers = self.ask("/peers", "peers")["peers"].as_array().unwrap().clone();
             if pred(&peers) {
                 return peers;
             }
             if Instant::now() > deadline {
+                panic!("{}: peers never {what}: {peers:?}\n{}", self.name, self.report());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls `/topics` until at least `n` connected peers are known to be
+    /// subscribed to `topic` (a publish now reaches them all), or fails after [`WAIT`].
+    pub fn wait_topic_peers(&mut self, topic: &str, n: u64) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let topics = self.ask("/topics", "topics");
+            if topics["peers"][topic].as_u64().unwrap_or(0) >= n {
+                return;
+            }
+            if Instant::now() > deadline {
                 panic!(
-                    "{}: peers never {what}: {peers:?}\n{}",
+                    "{}: {topic} never had {n} subscribed peers: {topics}\n{}",
                     self.name,
                     self.report()
                 );
@@ -232,11 +254,18 @@ impl TestNode {
 
     fn report(&self) -> String {
         let seen: Vec<String> = self.seen.iter().map(|v| v.to_string()).collect();
-        format!(
-            "events seen:\n  {}\nstderr:\n{}",
-            seen.join("\n  "),
-            self.stderr()
-        )
+        format!("events seen:\n  {}\nstderr:\n{}", seen.join("\n  "), self.stderr())
+    }
+
+    /// When the event most recently returned by a wait arrived.
+    pub fn last_seen_at(&self) -> Instant {
+        *self.seen_at.last().expect("an event was seen")
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Whether the process is still running.
@@ -259,11 +288,7 @@ impl TestNode {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!(
-                    "{}: did not exit within {WAIT:?}\n{}",
-                    self.name,
-                    self.report()
-                );
+                panic!("{}: did not exit within {WAIT:?}\n{}", self.name, self.report());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -286,12 +311,19 @@ impl Drop for TestNode {
     }
 }
 
-/// A fresh temporary directory for one test; data dirs go below it.
+/// A fresh temporary directory for one test; data dirs and node logs go below
+/// it. With MURMUR_KEEP_TEST_DIRS=1 it is kept (and its path printed) for a post-mortem.
 pub fn temp() -> tempfile::TempDir {
-    tempfile::Builder::new()
+    let keep = std::env::var("MURMUR_KEEP_TEST_DIRS").as_deref() == Ok("1");
+    let dir = tempfile::Builder::new()
         .prefix("murmur-test-")
+        .disable_cleanup(keep)
         .tempdir()
-        .expect("tempdir")
+        .expect("tempdir");
+    if keep {
+        eprintln!("test dir kept: {}", dir.path().display());
+    }
+    dir
 }
 
 /// Every file below `dir` whose bytes contain `needle`.
