@@ -17,6 +17,10 @@ use crate::config::{default_data_dir, default_listen, default_name, Config};
 #[derive(Debug, Parser)]
 #[command(name = "murmur", version, about, long_about)]
 pub struct Cli {
+    /// Something to do instead of running a node
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+
     /// Display name your peers see [default: this machine's host name]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -55,9 +59,36 @@ pub struct Cli {
     #[arg(long, value_name = "TOKEN", env = "MURMUR_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100
+    /// (off by default; see docs/metrics.md)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+
+    /// Benchmark baseline: no encryption and no inbox (used by `murmur bench --plain --procs`)
+    #[arg(long, hide = true)]
+    pub bench_plain: bool,
+
     /// Print one JSON object per line on stdout, one per event, and nothing else
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
+    /// Check what LAN discovery needs on this machine: interfaces with
+    /// multicast, whether mDNS queries go out and answers come back, the
+    /// addresses peers can dial; with advice when something is missing.
+    /// (Sends mDNS queries on every non-loopback interface.)
+    Doctor {
+        /// How long to listen for mDNS answers
+        #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+        seconds: u64,
+    },
+    /// Swarm benchmark: start real nodes on loopback, publish from one, and
+    /// print delivery, latency, throughput, memory and CPU as one JSON line
+    /// (see docs/performance.md)
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Cli {
@@ -89,6 +120,7 @@ impl Cli {
             peers: self.peer.clone(),
             topics,
             mdns: !self.no_mdns,
+            plain: self.bench_plain,
         })
     }
 }

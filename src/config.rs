@@ -20,6 +20,10 @@ pub struct Config {
     pub topics: Vec<(String, Option<String>)>,
     /// Whether mDNS discovery runs.
     pub mdns: bool,
+    /// Benchmark baseline only: publish bodies as they are and report received
+    /// ones without encryption, validation of the envelope or inbox writes
+    /// (`murmur bench --plain`). Never for real use.
+    pub plain: bool,
 }
 
 impl Config {
@@ -33,6 +37,7 @@ impl Config {
             peers: Vec::new(),
             topics: Vec::new(),
             mdns: true,
+            plain: false,
         }
     }
 

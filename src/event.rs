@@ -52,6 +52,11 @@ pub enum Event {
         /// The base URL.
         addr: String,
     },
+    /// Prometheus metrics are served at `addr` (`http://…/metrics`).
+    MetricsListening {
+        /// The URL.
+        addr: String,
+    },
     /// A peer was found (`via`: `"mdns"`).
     PeerDiscovered {
         /// Its peer id.
@@ -182,6 +187,7 @@ impl Event {
         match self {
             Event::Listening { addr } => format!("listening on {addr}"),
             Event::ApiListening { addr } => format!("api and web page at {addr}"),
+            Event::MetricsListening { addr } => format!("metrics at {addr}"),
             Event::PeerDiscovered { peer, addr, via } => format!("discovered {peer} at {addr} ({via})"),
             Event::PeerConnected { peer } => format!("connected to {peer}"),
             Event::PeerDisconnected { peer } => format!("disconnected from {peer}"),

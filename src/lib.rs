@@ -16,14 +16,17 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod console;
 pub mod crypto;
+pub mod doctor;
 pub mod envelope;
 pub mod event;
 pub mod keyring;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod store;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use murmur::api::Api;
-use murmur::cli::Cli;
+use murmur::cli::{Cli, Subcommand};
 use murmur::console::{run_stdin, Printer};
 use murmur::{Event, Node};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,22 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Subcommand::Bench(args)) = cli.command {
+        let report = murmur::bench::run(args).await?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    if let Some(Subcommand::Doctor { seconds }) = cli.command {
+        let report = murmur::doctor::run(std::time::Duration::from_secs(seconds))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        if cli.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", report.to_human());
+        }
+        return Ok(());
+    }
     let config = cli.config().map_err(anyhow::Error::msg)?;
     let printer = Printer { json: cli.json };
     tracing::info!(name = %config.name, data_dir = %config.data_dir.display(), "starting");
@@ -51,6 +67,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             addr: format!("http://{}", api.local_addr()),
         });
         api_task = Some(tokio::spawn(api.serve(stop_api.clone())));
+    }
+    if let Some(addr) = cli.metrics {
+        let listener = match murmur::metrics::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                node.shutdown().await;
+                task.await?;
+                anyhow::bail!("--metrics {addr}: {e}");
+            }
+        };
+        node.emit(Event::MetricsListening {
+            addr: format!("http://{}/metrics", listener.local_addr()?),
+        });
+        tokio::spawn(murmur::metrics::serve(listener, node.registry(), stop_api.clone()));
     }
     tokio::spawn(run_stdin(node.clone(), printer, quit.clone()));
     tokio::select! {

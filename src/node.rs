@@ -22,9 +22,11 @@ use crate::config::Config;
 use crate::envelope::{Envelope, Purpose, MAX_NAME_LEN};
 use crate::event::{Event, InboxItem, PeerSummary};
 use crate::keyring::{ensure_private_dir, load_or_create_identity, Keyring};
+use crate::metrics::Metrics;
 use crate::network::behaviour::Behaviour;
 use crate::network::{EventLoop, Request};
 use crate::store::{InboxQuery, Store};
+use prometheus_client::registry::Registry;
 
 /// Requests that may wait for the event loop.
 pub const REQUEST_QUEUE: usize = 256;
@@ -136,6 +138,8 @@ pub struct Node {
     keyring: Arc<RwLock<Keyring>>,
     peer_id: PeerId,
     name: String,
+    /// Every metric of this node (murmur's and libp2p's), for `--metrics`.
+    registry: Arc<Registry>,
 }
 
 /// Checks a display name: 1 to 64 bytes, no control characters.
@@ -181,7 +185,10 @@ impl Node {
             Keyring::load_or_create(&config.data_dir).map_err(|e| startup(&e))?,
         ));
         let (events, first_receiver) = broadcast::channel(EVENT_BUFFER);
-        let store = Store::open(&config.data_dir, events.clone()).map_err(|e| startup(&e))?;
+        let metrics = Metrics::default();
+        let mut registry = Registry::default();
+        let store =
+            Store::open_with_metrics(&config.data_dir, events.clone(), metrics.clone()).map_err(|e| startup(&e))?;
         let next_seq = store.next_seq().await.map_err(|e| startup(&e))?;
 
         let name = config.name.clone();
@@ -196,7 +203,8 @@ impl Node {
             .map_err(|e| startup(&e))?
             .with_quic()
             .with_behaviour(|key| {
-                Behaviour::new(key, &name, mdns).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                Behaviour::new(key, &name, mdns, &mut registry)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| startup(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
@@ -208,6 +216,8 @@ impl Node {
                 .map_err(|e| NodeError::Startup(format!("cannot listen on {addr}: {e}")))?;
         }
         let peer_id = *swarm.local_peer_id();
+        let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+        metrics.register(&mut registry);
         let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
         let mut event_loop = EventLoop::new(
             swarm,
@@ -218,6 +228,9 @@ impl Node {
             keyring.clone(),
             config.peers.clone(),
             next_seq,
+            metrics,
+            libp2p_metrics,
+            config.plain,
         );
         // Topics from the keyring (earlier runs), then those of the command line.
         let saved: Vec<_> = keyring.read().expect("keyring lock").subscribed().cloned().collect();
@@ -235,6 +248,7 @@ impl Node {
             keyring,
             peer_id,
             name: config.name,
+            registry: Arc::new(registry),
         };
         Ok((node, first_receiver, task))
     }
@@ -253,6 +267,11 @@ impl Node {
     /// Emits `event` to every event receiver (front ends use it to report their own errors).
     pub fn emit(&self, event: Event) {
         let _ = self.events.send(event);
+    }
+
+    /// The node's metrics registry (encode it with `prometheus_client`).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
     }
 
     /// This node's peer id.

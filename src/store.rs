@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::envelope::Purpose;
 use crate::event::Event;
+use crate::metrics::Metrics;
 
 /// File name of the inbox database inside the data dir.
 pub const INBOX_FILE: &str = "inbox.sqlite3";
@@ -97,6 +98,7 @@ enum Request {
 #[derive(Clone)]
 pub struct Store {
     requests: mpsc::Sender<Request>,
+    metrics: Metrics,
 }
 
 impl Store {
@@ -106,14 +108,38 @@ impl Store {
     /// # Errors
     /// When the database cannot be opened or its schema created.
     pub fn open(dir: &Path, events: broadcast::Sender<Event>) -> Result<Self, StoreError> {
+        Self::open_with_metrics(dir, events, Metrics::default())
+    }
+
+    /// As [`Store::open`], counting into `metrics` (delivered messages, inbox
+    /// size, queue depth, errors).
+    ///
+    /// # Errors
+    /// When the database cannot be opened or its schema created.
+    pub fn open_with_metrics(
+        dir: &Path,
+        events: broadcast::Sender<Event>,
+        metrics: Metrics,
+    ) -> Result<Self, StoreError> {
         let path = dir.join(INBOX_FILE);
         let conn = open_connection(&path)?;
+        let count: i64 = conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
+        metrics.inbox_messages.set(count);
         let (requests, rx) = mpsc::channel(STORE_QUEUE);
+        let thread_metrics = metrics.clone();
         thread::Builder::new()
             .name("murmur-store".into())
-            .spawn(move || StoreThread { conn, events, path }.run(rx))
+            .spawn(move || {
+                StoreThread {
+                    conn,
+                    events,
+                    path,
+                    metrics: thread_metrics,
+                }
+                .run(rx)
+            })
             .expect("spawning the store thread");
-        Ok(Self { requests })
+        Ok(Self { requests, metrics })
     }
 
     async fn request<T>(
@@ -133,7 +159,11 @@ impl Store {
         self.requests
             .send(Request::Insert(Box::new(insert)))
             .await
-            .map_err(|_| StoreError::Closed)
+            .map_err(|_| StoreError::Closed)?;
+        self.metrics
+            .store_queue
+            .set((STORE_QUEUE - self.requests.capacity()) as i64);
+        Ok(())
     }
 
     /// Reads sealed messages.
@@ -198,6 +228,7 @@ struct StoreThread {
     conn: Connection,
     events: broadcast::Sender<Event>,
     path: PathBuf,
+    metrics: Metrics,
 }
 
 impl StoreThread {
@@ -288,8 +319,19 @@ impl StoreThread {
         })();
         match result {
             Ok(fresh) => {
+                self.metrics.store_queue.set(0);
                 for (m, is_new) in batch.drain(..).zip(fresh) {
                     if is_new {
+                        self.metrics.inbox_messages.inc();
+                        match &m.event {
+                            Some(Event::Message { .. }) => self.metrics.delivered.inc(),
+                            Some(Event::Dm { .. }) => {
+                                self.metrics.delivered.inc();
+                                self.metrics.dms_received.inc()
+                            }
+                            Some(Event::DmSent { .. }) => self.metrics.dms_sent.inc(),
+                            _ => 0,
+                        };
                         if let Some(event) = m.event {
                             let _ = self.events.send(event);
                         }
@@ -300,6 +342,7 @@ impl StoreThread {
                 }
             }
             Err(e) => {
+                self.metrics.store_errors.inc_by(batch.len() as u64);
                 let error = format!("could not store {} message(s) in the inbox: {e}", batch.len());
                 tracing::error!("{error}");
                 let _ = self.events.send(Event::Error { error: error.clone() });

@@ -272,3 +272,74 @@ fn a_killed_host_disappears_from_its_peers() {
         .iter()
         .any(|v| v["event"] == "peer_disconnected" && v["peer"] == gone.as_str()));
 }
+
+#[test]
+fn doctor_reports_multicast_interfaces_and_the_peers_that_answer() {
+    let _serial = serial();
+    let Some(lan) = Lan::up("doc", 2) else { return };
+    let tmp = temp();
+    let other = lan.start(2, "other", tmp.path(), &[]);
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lan.ns(1),
+            support::murmur_bin(),
+            "doctor",
+            "--json",
+            "--seconds",
+            "2",
+        ])
+        .output()
+        .expect("run murmur doctor");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let eth0 = report["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "eth0")
+        .expect("eth0 listed");
+    assert_eq!(
+        (eth0["addr"].as_str(), eth0["multicast"].as_bool(), eth0["up"].as_bool()),
+        (Some("10.77.0.11"), Some(true), Some(true))
+    );
+    assert_eq!(report["local_loop"], true, "{report}");
+    let answered = report["remote_peers"][other.peer_id.as_str()]
+        .as_array()
+        .expect("the other host answered");
+    assert!(
+        answered
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("/ip4/10.77.0.12/")),
+        "{report}"
+    );
+    assert!(report["listen_addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a.as_str().unwrap().starts_with("/ip4/10.77.0.11/tcp/")));
+
+    // Alone on a host whose only interface is down: it says what is missing.
+    lan.link(1, "down");
+    let status = Command::new("ip")
+        .args(["-n", &lan.ns(1), "link", "set", "eth0", "down"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lan.ns(1),
+            support::murmur_bin(),
+            "doctor",
+            "--seconds",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no interface is up with multicast"), "{text}");
+    assert!(text.contains("--peer"), "{text}");
+}

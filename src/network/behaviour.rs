@@ -9,6 +9,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{gossipsub, identify, mdns, ping};
+use prometheus_client::registry::Registry;
 
 use super::dm::{DmCodec, PROTOCOL as DM_PROTOCOL};
 use crate::crypto::sha256;
@@ -83,11 +84,12 @@ impl Behaviour {
     ///
     /// # Errors
     /// When mDNS cannot open its socket.
-    pub fn new(key: &Keypair, name: &str, mdns_on: bool) -> std::io::Result<Self> {
+    pub fn new(key: &Keypair, name: &str, mdns_on: bool, registry: &mut Registry) -> std::io::Result<Self> {
         let peer_id = key.public().to_peer_id();
         let gossipsub =
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossipsub_config())
-                .map_err(std::io::Error::other)?;
+                .map_err(std::io::Error::other)?
+                .with_metrics(registry.sub_registry_with_prefix("gossipsub"), Default::default());
         let dm = request_response::Behaviour::with_codec(
             DmCodec,
             [(DM_PROTOCOL, ProtocolSupport::Full)],

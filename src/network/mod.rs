@@ -27,6 +27,7 @@ use crate::crypto::TopicKeys;
 use crate::envelope::{Envelope, Payload, Purpose};
 use crate::event::{Event, PeerSummary};
 use crate::keyring::{Keyring, TopicEntry};
+use crate::metrics::Metrics;
 use crate::node::{DmRecord, NodeError, Published, Whoami};
 use crate::store::{Insert, Store};
 use behaviour::{Behaviour, BehaviourEvent};
@@ -115,21 +116,6 @@ pub struct TopicPeers {
     pub mesh: BTreeMap<String, usize>,
 }
 
-/// Drop counters by reason, for logs and metrics.
-#[derive(Default, Debug)]
-pub struct DropCounters {
-    /// Not a valid envelope.
-    pub malformed: u64,
-    /// The envelope's sender is not gossipsub's signed source.
-    pub forged_sender: u64,
-    /// Wrong key or tampered.
-    pub decrypt_failed: u64,
-    /// Too old or too far in the future.
-    pub stale: u64,
-    /// On a topic we do not hold.
-    pub unknown_topic: u64,
-}
-
 /// The loop's state. Fields documented with who holds the other end.
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -159,7 +145,12 @@ pub(crate) struct EventLoop {
     /// Last sign of life (establishment or a ping answer) per connection.
     alive: HashMap<ConnectionId, Instant>,
     next_seq: u64,
-    drops: DropCounters,
+    /// Benchmark baseline: no envelopes, no inbox (see `Config::plain`).
+    plain: bool,
+    /// Counters and gauges, shared with the store and the metrics endpoint.
+    metrics: Metrics,
+    /// libp2p's own metrics (swarm, gossipsub, identify, ping events).
+    libp2p_metrics: libp2p::metrics::Metrics,
 }
 
 /// Unix time in milliseconds.
@@ -199,6 +190,9 @@ impl EventLoop {
         keyring: Arc<RwLock<Keyring>>,
         explicit_peers: Vec<Multiaddr>,
         next_seq: u64,
+        metrics: Metrics,
+        libp2p_metrics: libp2p::metrics::Metrics,
+        plain: bool,
     ) -> Self {
         let (completions_tx, completions) = mpsc::channel(crate::store::STORE_QUEUE);
         Self {
@@ -220,7 +214,9 @@ impl EventLoop {
             redialer: Redialer::default(),
             alive: HashMap::new(),
             next_seq,
-            drops: DropCounters::default(),
+            metrics,
+            libp2p_metrics,
+            plain,
         }
     }
 
@@ -256,7 +252,7 @@ impl EventLoop {
                 }
             }
         }
-        tracing::info!(?self.drops, "event loop stopping");
+        tracing::info!("event loop stopping");
         self.store.close().await;
     }
 
@@ -397,6 +393,7 @@ impl EventLoop {
         self.topics.remove(&hash);
         if let Some(q) = self.queued.remove(&hash) {
             self.queued_total -= q.len();
+            self.metrics.queued_publishes.set(self.queued_total as i64);
         }
         self.swarm
             .behaviour_mut()
@@ -435,6 +432,10 @@ impl EventLoop {
                 return;
             }
         };
+        if self.plain {
+            self.publish_plain(hash, topic, msg, reply);
+            return;
+        }
         let seq = self.next_seq;
         let payload = Payload {
             seq,
@@ -458,6 +459,7 @@ impl EventLoop {
                 }
                 self.queued.entry(hash).or_default().push_back(bytes.clone());
                 self.queued_total += 1;
+                self.metrics.queued_publishes.set(self.queued_total as i64);
                 true
             }
             Err(e) => {
@@ -466,6 +468,7 @@ impl EventLoop {
             }
         };
         self.next_seq += 1;
+        self.metrics.published.inc();
         let id = envelope.id();
         let published = Published { id: id.clone(), queued };
         let (done, stored) = oneshot::channel();
@@ -521,6 +524,33 @@ impl EventLoop {
         Ok((gossipsub::IdentTopic::new(keys.wire_topic()).hash(), entry))
     }
 
+    /// The benchmark baseline's publish: the body as it is, nothing stored.
+    fn publish_plain(
+        &mut self,
+        hash: gossipsub::TopicHash,
+        topic: &str,
+        msg: String,
+        reply: oneshot::Sender<Result<Published, NodeError>>,
+    ) {
+        let id = hex::encode(crate::crypto::sha256(msg.as_bytes()));
+        let queued = match self.swarm.behaviour_mut().gossipsub.publish(hash, msg.into_bytes()) {
+            Ok(_) => false,
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => true,
+            Err(e) => {
+                let _ = reply.send(Err(NodeError::Network(format!("publish failed: {e}"))));
+                return;
+            }
+        };
+        self.metrics.published.inc();
+        self.emit(Event::Published {
+            topic: topic.to_owned(),
+            id: id.clone(),
+            queued,
+            open: false,
+        });
+        let _ = reply.send(Ok(Published { id, queued }));
+    }
+
     /// Sends what was queued for `hash` now that a subscribed peer is there.
     fn flush_queued(&mut self, hash: &gossipsub::TopicHash) {
         let Some(queue) = self.queued.get_mut(hash) else {
@@ -536,6 +566,7 @@ impl EventLoop {
                 Ok(_) | Err(gossipsub::PublishError::Duplicate) => {
                     queue.pop_front();
                     self.queued_total -= 1;
+                    self.metrics.queued_publishes.set(self.queued_total as i64);
                 }
                 Err(e) => {
                     tracing::debug!("queued publish still waiting: {e}");
@@ -635,6 +666,8 @@ impl EventLoop {
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        self.libp2p_metrics.record(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);
@@ -660,6 +693,7 @@ impl EventLoop {
                 }
                 if num_established.get() == 1 {
                     state.connected = true;
+                    self.metrics.peers.inc();
                     self.emit(Event::PeerConnected {
                         peer: peer_id.to_string(),
                     });
@@ -674,6 +708,7 @@ impl EventLoop {
                     if let Some(state) = self.peers.get_mut(&peer_id) {
                         state.connected = false;
                     }
+                    self.metrics.peers.dec();
                     self.emit(Event::PeerDisconnected {
                         peer: peer_id.to_string(),
                     });
@@ -693,6 +728,13 @@ impl EventLoop {
     }
 
     async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        use libp2p::metrics::Recorder;
+        match &event {
+            BehaviourEvent::Gossipsub(e) => self.libp2p_metrics.record(e),
+            BehaviourEvent::Identify(e) => self.libp2p_metrics.record(e),
+            BehaviourEvent::Ping(e) => self.libp2p_metrics.record(e),
+            BehaviourEvent::Dm(_) | BehaviourEvent::Mdns(_) => {}
+        }
         match event {
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub(event).await,
             BehaviourEvent::Dm(event) => self.on_dm(event).await,
@@ -786,7 +828,10 @@ impl EventLoop {
             } => {
                 let verdict = self.accept_message(&message).await;
                 let acceptance = match verdict {
-                    Ok(()) => gossipsub::MessageAcceptance::Accept,
+                    Ok(()) => {
+                        self.metrics.received.inc();
+                        gossipsub::MessageAcceptance::Accept
+                    }
                     Err(reason) => {
                         tracing::debug!(%propagation_source, reason, "dropped a gossip message");
                         gossipsub::MessageAcceptance::Reject
@@ -815,28 +860,39 @@ impl EventLoop {
     /// Validates, opens and stores one gossip message. `Err` names the drop reason.
     async fn accept_message(&mut self, message: &gossipsub::Message) -> Result<(), &'static str> {
         let Some(entry) = self.topics.get(&message.topic).cloned() else {
-            self.drops.unknown_topic += 1;
+            self.metrics.drop("unknown_topic");
             return Err("unknown topic");
         };
+        if self.plain {
+            self.emit(Event::Message {
+                topic: entry.name.clone(),
+                from: String::new(),
+                peer: message.source.map(|p| p.to_string()).unwrap_or_default(),
+                msg: String::from_utf8_lossy(&message.data).into_owned(),
+                id: hex::encode(crate::crypto::sha256(&message.data)),
+                ts: now_ms(),
+            });
+            return Ok(());
+        }
         let envelope = match Envelope::decode(&message.data) {
             Ok(e) => e,
             Err(_) => {
-                self.drops.malformed += 1;
+                self.metrics.drop("malformed");
                 return Err("malformed envelope");
             }
         };
         if message.source != Some(envelope.sender) {
-            self.drops.forged_sender += 1;
+            self.metrics.drop("forged_sender");
             return Err("sender is not the signing peer");
         }
         if !fresh(envelope.ts, now_ms()) {
-            self.drops.stale += 1;
+            self.metrics.drop("stale");
             return Err("timestamp out of the accepted window");
         }
         let payload = match envelope.open(&entry.key, Purpose::Topic, &entry.id) {
             Ok(p) => p,
             Err(_) => {
-                self.drops.decrypt_failed += 1;
+                self.metrics.drop("decrypt_failed");
                 return Err("does not open with the topic key");
             }
         };
@@ -914,7 +970,7 @@ impl EventLoop {
     async fn receive_dm(&mut self, peer: PeerId, request: DmRequest, channel: ResponseChannel<DmResponse>) {
         let id = request.id;
         if !fresh(request.ts, now_ms()) {
-            self.drops.stale += 1;
+            self.metrics.drop("stale");
             let _ = self.swarm.behaviour_mut().dm.send_response(
                 channel,
                 DmResponse {

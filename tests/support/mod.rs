@@ -257,6 +257,14 @@ impl TestNode {
         format!("events seen:\n  {}\nstderr:\n{}", seen.join("\n  "), self.stderr())
     }
 
+    /// The first event named `kind` seen so far, or else the next one.
+    pub fn seen_or_wait(&mut self, kind: &str) -> Value {
+        match self.seen.iter().find(|v| v["event"] == kind).cloned() {
+            Some(v) => v,
+            None => self.wait_event(kind, |_| true),
+        }
+    }
+
     /// When the event most recently returned by a wait arrived.
     pub fn last_seen_at(&self) -> Instant {
         *self.seen_at.last().expect("an event was seen")

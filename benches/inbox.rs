@@ -1,0 +1,101 @@
+//! Inbox throughput: durable inserts in group commits, and reading a
+//! 100-message page from a store of 1,000,000 messages.
+//! Run: `cargo bench --bench inbox` (the first run builds the big store, ~1 min).
+//! MURMUR_BENCH_ROWS changes its size.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use murmur::envelope::Purpose;
+use murmur::store::{InboxQuery, Insert, Store};
+use rand::RngCore;
+use tokio::runtime::Runtime;
+use tokio::sync::{broadcast, oneshot};
+
+fn insert(id: [u8; 32], topic: u8, ts: u64, done: Option<oneshot::Sender<Result<bool, String>>>) -> Insert {
+    Insert {
+        id,
+        purpose: Purpose::Topic,
+        topic_id: [topic; 32],
+        ts,
+        envelope: vec![0xab; 400], // about a sealed 256-byte message
+        own_seq: None,
+        event: None,
+        done,
+    }
+}
+
+/// Inserts `n` messages as fast as the store takes them; returns when all are durable.
+async fn fill(store: &Store, n: u64, ts0: u64) {
+    let mut last = None;
+    for i in 0..n {
+        let mut id = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut id);
+        let (tx, rx) = oneshot::channel();
+        let done = if i == n - 1 { Some(tx) } else { None };
+        if done.is_some() {
+            last = Some(rx);
+        }
+        store.insert(insert(id, (i % 4) as u8, ts0 + i, done)).await.unwrap();
+    }
+    last.unwrap().await.unwrap().unwrap();
+}
+
+fn durable_inserts(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), broadcast::channel(16).0).unwrap();
+    let mut group = c.benchmark_group("inbox");
+    group.throughput(Throughput::Elements(10_000));
+    group.sample_size(10);
+    group.bench_function("10k durable inserts (group commits)", |b| {
+        b.iter(|| rt.block_on(fill(&store, 10_000, 1)))
+    });
+    group.finish();
+}
+
+fn page_read(c: &mut Criterion) {
+    let rows: u64 = std::env::var("MURMUR_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = Runtime::new().unwrap();
+    let dir = std::env::temp_dir().join(format!("murmur-bench-inbox-{rows}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Store::open(&dir, broadcast::channel(16).0).unwrap();
+    let have = rt.block_on(store.count()).unwrap();
+    if have < rows {
+        let t = Instant::now();
+        rt.block_on(fill(&store, rows - have, have + 1));
+        eprintln!("built a {rows}-message store in {:?}", t.elapsed());
+    }
+    let mut group = c.benchmark_group("inbox");
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function(format!("100-message page of one topic from {rows}"), |b| {
+        b.iter(|| {
+            let page = rt
+                .block_on(store.query(InboxQuery {
+                    topics: Some(vec![[1; 32]]),
+                    since: None,
+                    limit: 100,
+                }))
+                .unwrap();
+            assert_eq!(page.len(), 100);
+            page
+        })
+    });
+    group.bench_function(format!("100-message page of everything from {rows}"), |b| {
+        b.iter(|| {
+            rt.block_on(store.query(InboxQuery {
+                topics: None,
+                since: None,
+                limit: 100,
+            }))
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, durable_inserts, page_read);
+criterion_main!(benches);

@@ -1,0 +1,145 @@
+//! Prometheus metrics: murmur's own counters and gauges, libp2p's (swarm,
+//! gossipsub, identify, ping), and the `--metrics ADDR` HTTP endpoint.
+//! Every metric is described in docs/metrics.md.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+/// Why a received message was dropped.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropReason {
+    /// `malformed`, `forged_sender`, `decrypt_failed`, `stale`, `unknown_topic`, `duplicate`, `oversize`.
+    pub reason: &'static str,
+}
+
+/// murmur's own metrics. Cheap to clone (every metric is an `Arc` inside).
+#[derive(Clone, Default)]
+pub struct Metrics {
+    /// Messages this node published.
+    pub published: Counter,
+    /// Gossip messages that passed validation and opened.
+    pub received: Counter,
+    /// Messages (topic and direct) newly stored and reported to the user.
+    pub delivered: Counter,
+    /// Received messages dropped, by reason.
+    pub dropped: Family<DropReason, Counter>,
+    /// Direct messages acknowledged by their recipient.
+    pub dms_sent: Counter,
+    /// Direct messages received and stored.
+    pub dms_received: Counter,
+    /// Connected peers.
+    pub peers: Gauge,
+    /// Messages in the inbox.
+    pub inbox_messages: Gauge,
+    /// Published messages waiting for a subscribed peer.
+    pub queued_publishes: Gauge,
+    /// Inserts waiting for the store thread.
+    pub store_queue: Gauge,
+    /// Inserts that failed (disk full, I/O error).
+    pub store_errors: Counter,
+}
+
+impl Metrics {
+    /// Registers every metric under `murmur_` in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("murmur");
+        r.register(
+            "messages_published",
+            "Messages this node published",
+            self.published.clone(),
+        );
+        r.register(
+            "messages_received",
+            "Gossip messages that passed validation and opened",
+            self.received.clone(),
+        );
+        r.register(
+            "messages_delivered",
+            "Messages (topic and direct) newly stored and reported",
+            self.delivered.clone(),
+        );
+        r.register(
+            "messages_dropped",
+            "Received messages dropped, by reason",
+            self.dropped.clone(),
+        );
+        r.register(
+            "dms_sent",
+            "Direct messages acknowledged by the recipient",
+            self.dms_sent.clone(),
+        );
+        r.register(
+            "dms_received",
+            "Direct messages received and stored",
+            self.dms_received.clone(),
+        );
+        r.register("peers", "Connected peers", self.peers.clone());
+        r.register("inbox_messages", "Messages in the inbox", self.inbox_messages.clone());
+        r.register(
+            "queued_publishes",
+            "Published messages waiting for a subscribed peer",
+            self.queued_publishes.clone(),
+        );
+        r.register(
+            "store_queue",
+            "Inserts waiting for the store thread",
+            self.store_queue.clone(),
+        );
+        r.register("store_errors", "Inbox writes that failed", self.store_errors.clone());
+    }
+
+    /// Counts a dropped message.
+    pub fn drop(&self, reason: &'static str) {
+        self.dropped.get_or_create(&DropReason { reason }).inc();
+    }
+}
+
+/// Serves `GET /metrics` (Prometheus text format) at an already bound listener until `stop`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut body = String::new();
+                if prometheus_client::encoding::text::encode(&mut body, &registry).is_err() {
+                    return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "encoding failed").into_response();
+                }
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    body,
+                )
+                    .into_response()
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+/// Binds the metrics address.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
