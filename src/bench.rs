@@ -289,13 +289,21 @@ async fn run_inproc(
     wait_connected_inproc(&nodes, topology).await?;
     let cpu_before = cpu_us(std::process::id());
     let mut publish_at = Vec::with_capacity(args.messages);
+    let mut in_flight = Vec::with_capacity(args.messages);
     for i in 0..args.messages {
         let started = Instant::now();
         publish_at.push(started);
-        nodes[0].publish(TOPIC, &body(i, args.size)).await?;
+        // Submitted in order without waiting for each commit (as the console
+        // does), so that inbox writes share group commits; the queue to the
+        // node bounds how far ahead the publisher runs.
+        let pending = nodes[0].submit_publish(TOPIC, &body(i, args.size)).await?;
+        in_flight.push(tokio::spawn(pending));
         if !interval.is_zero() {
             tokio::time::sleep_until((started + interval).into()).await;
         }
+    }
+    for publish in in_flight {
+        publish.await??;
     }
     let want = args.messages * (args.nodes - 1);
     let deadline = Instant::now() + DRAIN;

@@ -56,7 +56,12 @@ impl Printer {
 /// `/quit` (which cancels `quit`). A closed stdin leaves the node running.
 pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
     let mut reader = BufReader::new(tokio::io::stdin());
-    let mut console = Console { node, last_topic: None };
+    let mut console = Console {
+        node,
+        printer,
+        in_flight: Vec::new(),
+        last_topic: None,
+    };
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -96,6 +101,9 @@ pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
         };
         match commands::parse(line) {
             Ok(Command::Quit) => {
+                for publish in console.in_flight.drain(..) {
+                    let _ = publish.await;
+                }
                 quit.cancel();
                 return;
             }
@@ -112,6 +120,10 @@ pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
 /// Stdin session state.
 struct Console {
     node: Node,
+    printer: Printer,
+    /// Publishes not yet stored; any other command waits for them first, so
+    /// `/inbox` right after `/pub` shows the message.
+    in_flight: Vec<tokio::task::JoinHandle<()>>,
     /// Where a line without a leading `/` is published.
     last_topic: Option<String>,
 }
@@ -119,9 +131,28 @@ struct Console {
 use tokio::io::AsyncReadExt as _;
 
 impl Console {
+    /// Publishes without waiting for the inbox commit, so that lines typed or
+    /// piped in quick succession share group commits; the outcome is printed
+    /// when it comes (the `published` event, or an error).
+    async fn publish(&mut self, topic: &str, msg: &str) -> Result<Option<Event>, NodeError> {
+        let pending = self.node.submit_publish(topic, msg).await?;
+        let printer = self.printer;
+        self.in_flight.push(tokio::spawn(async move {
+            if let Err(e) = pending.await {
+                printer.print(&Event::Error { error: e.to_string() });
+            }
+        }));
+        Ok(None)
+    }
+
     /// Runs one command; returns the event to print for it, if any (events the
     /// node itself emits, such as `subscribed` or `published`, print on their own).
     async fn execute(&mut self, command: Command) -> Option<Event> {
+        if !matches!(command, Command::Pub { .. } | Command::Say { .. }) {
+            for publish in self.in_flight.drain(..) {
+                let _ = publish.await;
+            }
+        }
         let result: Result<Option<Event>, NodeError> = match command {
             Command::Sub { topic, secret } => self.node.subscribe(&topic, secret.as_deref()).await.map(|_| {
                 self.last_topic = Some(topic);
@@ -133,12 +164,13 @@ impl Console {
                 }
                 None
             }),
-            Command::Pub { topic, msg } => self.node.publish(&topic, &msg).await.map(|_| {
+            Command::Pub { topic, msg } => {
+                let result = self.publish(&topic, &msg).await;
                 self.last_topic = Some(topic);
-                None
-            }),
+                result
+            }
             Command::Say { msg } => match self.last_topic.clone() {
-                Some(topic) => self.node.publish(&topic, &msg).await.map(|_| None),
+                Some(topic) => self.publish(&topic, &msg).await,
                 None => Ok(Some(Event::Error {
                     error: "no topic yet: use /pub TOPIC MESSAGE (or /sub TOPIC) first".into(),
                 })),

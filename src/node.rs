@@ -307,8 +307,29 @@ impl Node {
     /// # Errors
     /// [`NodeError::NotSubscribed`], a message over the limit, a full queue, a store failure.
     pub async fn publish(&self, topic: &str, msg: &str) -> Result<Published, NodeError> {
-        let (topic, msg) = (topic.to_owned(), msg.to_owned());
-        self.call(|reply| Request::Publish { topic, msg, reply }).await?
+        self.submit_publish(topic, msg).await?.await
+    }
+
+    /// Hands a publish to the node and returns as soon as it is queued (in
+    /// order: publishes submitted one after another go out in that order),
+    /// with a future for its result. Lets a caller keep many publishes in
+    /// flight, so their inbox writes share group commits.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`]; the returned future gives the publish's own result.
+    pub async fn submit_publish(
+        &self,
+        topic: &str,
+        msg: &str,
+    ) -> Result<impl std::future::Future<Output = Result<Published, NodeError>> + Send + 'static, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        let request = Request::Publish {
+            topic: topic.to_owned(),
+            msg: msg.to_owned(),
+            reply,
+        };
+        self.requests.send(request).await.map_err(|_| NodeError::Stopped)?;
+        Ok(async move { rx.await.map_err(|_| NodeError::Stopped)? })
     }
 
     /// Sends a direct message to a peer id or a connected peer's name; returns
