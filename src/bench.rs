@@ -50,6 +50,9 @@ pub struct BenchArgs {
     /// Baseline: same harness and topology, without encryption and inbox writes
     #[arg(long)]
     pub plain: bool,
+    /// Star topology: every subscriber dials the publisher only (ignores --degree)
+    #[arg(long)]
+    pub star: bool,
     /// Seed of the topology
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -186,7 +189,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         None => Duration::from_millis(args.interval_ms),
     };
     let dir = tempfile::Builder::new().prefix("murmur-bench-").tempdir()?;
-    let topology = topology(args.nodes, args.degree, args.seed);
+    let topology = if args.star {
+        (0..args.nodes).map(|i| if i == 0 { vec![] } else { vec![0] }).collect()
+    } else {
+        topology(args.nodes, args.degree, args.seed)
+    };
     if args.procs {
         run_procs(&args, interval, &topology, dir.path()).await
     } else {
@@ -225,7 +232,11 @@ fn report(args: &BenchArgs, interval: Duration, mode: &str, m: Measured) -> Repo
         messages: args.messages,
         size: args.size,
         interval_ms: interval.as_secs_f64() * 1000.0,
-        mode: format!("{mode}{}", if args.plain { "-plain" } else { "" }),
+        mode: format!(
+            "{mode}{}{}",
+            if args.star { "-star" } else { "" },
+            if args.plain { "-plain" } else { "" }
+        ),
         delivery_ratio: received as f64 / (args.messages * subscribers) as f64,
         latency_ms: Latency {
             p50: percentile(&latencies, 50.0),
@@ -239,6 +250,19 @@ fn report(args: &BenchArgs, interval: Duration, mode: &str, m: Measured) -> Repo
             max: m.rss.iter().copied().max().unwrap_or(0),
         },
         cpu_us_per_msg: m.cpu_us as f64 / received.max(1) as f64,
+    }
+}
+
+/// Waits until message `next` is due (`t0 + next × interval`). Timers tick in
+/// milliseconds, so at sub-millisecond intervals several messages go per tick
+/// and the average rate still holds.
+async fn pace(t0: Instant, interval: Duration, next: usize) {
+    if interval.is_zero() {
+        return;
+    }
+    let due = t0 + interval.mul_f64(next as f64);
+    if due > Instant::now() + Duration::from_micros(500) {
+        tokio::time::sleep_until(due.into()).await;
     }
 }
 
@@ -288,6 +312,7 @@ async fn run_inproc(
     }
     wait_connected_inproc(&nodes, topology).await?;
     let cpu_before = cpu_us(std::process::id());
+    let t0 = Instant::now();
     let mut publish_at = Vec::with_capacity(args.messages);
     let mut in_flight = Vec::with_capacity(args.messages);
     for i in 0..args.messages {
@@ -298,9 +323,7 @@ async fn run_inproc(
         // node bounds how far ahead the publisher runs.
         let pending = nodes[0].submit_publish(TOPIC, &body(i, args.size)).await?;
         in_flight.push(tokio::spawn(pending));
-        if !interval.is_zero() {
-            tokio::time::sleep_until((started + interval).into()).await;
-        }
+        pace(t0, interval, i + 1).await;
     }
     for publish in in_flight {
         publish.await??;
@@ -469,15 +492,14 @@ async fn run_procs(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let pids: Vec<u32> = procs.iter().map(|p| p.child.id()).collect();
     let cpu_before: u64 = pids.iter().map(|p| cpu_us(*p)).sum();
+    let t0 = Instant::now();
     let mut publish_at = Vec::with_capacity(args.messages);
     for i in 0..args.messages {
         let started = Instant::now();
         publish_at.push(started);
         writeln!(procs[0].stdin, "/pub {TOPIC} {}", body(i, args.size))?;
         procs[0].stdin.flush()?;
-        if !interval.is_zero() {
-            tokio::time::sleep_until((started + interval).into()).await;
-        }
+        pace(t0, interval, i + 1).await;
     }
     let want = args.messages * (args.nodes - 1);
     let deadline = Instant::now() + DRAIN;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every benchmark behind docs/performance.md and prints one JSON line per
+# swarm run (plus criterion's own output): the swarm harness against its
+# --plain baseline, throughput 1 → 5, 100 nodes in one process, then the
+# criterion benches. Usage: scripts/bench.sh [--quick]   (--quick: swarm runs only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --bins --quiet
+BIN=target/release/murmur
+
+run() { echo "# murmur bench $*" >&2; "$BIN" bench "$@" | tail -1; }
+
+for n in 10 20 50; do
+  for plain in "" --plain; do
+    run --procs --nodes "$n" --messages 200 --size 256 --interval-ms 10 --degree 2 $plain
+  done
+done
+for plain in "" --plain; do
+  run --procs --nodes 6 --messages 8000 --size 256 --rate 4000 --star $plain
+done
+run --nodes 100 --messages 100 --size 256 --rate 10 --degree 2
+
+[[ ${1:-} == --quick ]] && exit 0
+cargo bench --bench envelope
+cargo bench --bench inbox
