@@ -46,7 +46,7 @@ for i in 1 2 3; do
   name=${NAMES[$((i - 1))]}
   mkfifo "$DATA/$name.in"
   # shellcheck disable=SC2046
-  (tail -f "$DATA/$name.in" | $(node_cmd "$i" "$name") 2>&1 | sed -u "s/^/[$name] /") &
+  (cat "$DATA/$name.in" | $(node_cmd "$i" "$name") 2>&1 | sed -u "s/^/[$name] /") &
   pids+=($!)
   exec {fd}>"$DATA/$name.in"
   eval "fd_$name=$fd"
@@ -64,3 +64,9 @@ while IFS= read -r line; do
 done
 sleep 2
 echo "[demo] end of input: stopping"
+for name in "${NAMES[@]}"; do
+  var="fd_$name"
+  echo /quit >&"${!var}"
+  eval "exec ${!var}>&-"
+done
+wait "${pids[@]}" 2>/dev/null || true
