@@ -273,7 +273,12 @@ fn human_output_is_readable_and_logs_stay_off_stdout() {
 fn trace_logs_hold_no_topic_name_secret_or_body() {
     let tmp = temp();
     let trace = [("RUST_LOG", "trace")];
-    let mut a = TestNode::start_with_env("alice", &tmp.path().join("a"), &["--topic", "classified-topic=hunter2-pass"], &trace);
+    let mut a = TestNode::start_with_env(
+        "alice",
+        &tmp.path().join("a"),
+        &["--topic", "classified-topic=hunter2-pass"],
+        &trace,
+    );
     let mut b = TestNode::start_with_env(
         "bob",
         &tmp.path().join("b"),
@@ -291,7 +296,12 @@ fn trace_logs_hold_no_topic_name_secret_or_body() {
     for log in [tmp.path().join("a.stderr.log"), tmp.path().join("b.stderr.log")] {
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.len() > 10_000, "trace logging was on: {} bytes", text.len());
-        for secret in ["classified-topic", "hunter2-pass", "the-eagle-lands", "a-direct-whisper"] {
+        for secret in [
+            "classified-topic",
+            "hunter2-pass",
+            "the-eagle-lands",
+            "a-direct-whisper",
+        ] {
             assert!(!text.contains(secret), "{secret:?} appears in {}", log.display());
         }
     }
