@@ -41,15 +41,21 @@ async fn fill(store: &Store, n: u64, ts0: u64) {
     last.unwrap().await.unwrap().unwrap();
 }
 
+/// Sender timestamps keep increasing across iterations, as they do in a live inbox.
+static NEXT_TS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 fn durable_inserts(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), broadcast::channel(16).0).unwrap();
     let mut group = c.benchmark_group("inbox");
-    group.throughput(Throughput::Elements(10_000));
+    group.throughput(Throughput::Elements(50_000));
     group.sample_size(10);
-    group.bench_function("10k durable inserts (group commits)", |b| {
-        b.iter(|| rt.block_on(fill(&store, 10_000, 1)))
+    group.bench_function("50k durable inserts (group commits)", |b| {
+        b.iter(|| {
+            let ts0 = NEXT_TS.fetch_add(50_000, std::sync::atomic::Ordering::Relaxed);
+            rt.block_on(fill(&store, 50_000, ts0))
+        })
     });
     group.finish();
 }
