@@ -122,6 +122,18 @@ pub fn topology(nodes: usize, degree: usize, seed: u64) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// How many neighbours each node has in `topology` (dialled plus dialling it).
+fn degrees(topology: &[Vec<usize>]) -> Vec<usize> {
+    let mut degree = vec![0usize; topology.len()];
+    for (i, dials) in topology.iter().enumerate() {
+        degree[i] += dials.len();
+        for &j in dials {
+            degree[j] += 1;
+        }
+    }
+    degree
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -354,13 +366,7 @@ async fn run_inproc(
 
 /// Waits until every node knows each neighbour's subscription.
 async fn wait_connected_inproc(nodes: &[Node], topology: &[Vec<usize>]) -> anyhow::Result<()> {
-    let mut degree = vec![0usize; nodes.len()];
-    for (i, dials) in topology.iter().enumerate() {
-        degree[i] += dials.len();
-        for &j in dials {
-            degree[j] += 1;
-        }
-    }
+    let degree = degrees(topology);
     let deadline = Instant::now() + Duration::from_secs(60);
     for (i, node) in nodes.iter().enumerate() {
         loop {
@@ -467,13 +473,7 @@ async fn run_procs(
         procs.push(Proc { child, stdin });
     }
     // Wait until each node knows each neighbour's subscription.
-    let mut degree = vec![0usize; topology.len()];
-    for (i, dials) in topology.iter().enumerate() {
-        degree[i] += dials.len();
-        for &j in dials {
-            degree[j] += 1;
-        }
-    }
+    let degree = degrees(topology);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         for p in &mut procs {

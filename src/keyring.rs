@@ -146,6 +146,16 @@ pub struct TopicEntry {
 }
 
 impl TopicEntry {
+    fn new(name: &str, keys: &TopicKeys, open: bool, subscribed: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            id: keys.id,
+            key: keys.key,
+            open,
+            subscribed,
+        }
+    }
+
     /// The derived keys of this topic.
     pub fn keys(&self) -> TopicKeys {
         TopicKeys {
@@ -231,16 +241,7 @@ impl Keyring {
         for t in self.topics.values_mut().filter(|t| t.name == name) {
             t.subscribed = false;
         }
-        self.topics.insert(
-            keys.id,
-            TopicEntry {
-                name: name.to_owned(),
-                id: keys.id,
-                key: keys.key,
-                open,
-                subscribed: true,
-            },
-        );
+        self.topics.insert(keys.id, TopicEntry::new(name, keys, open, true));
         self.save().inspect_err(|_| self.topics = before)
     }
 
@@ -253,16 +254,7 @@ impl Keyring {
         if self.topics.contains_key(&keys.id) {
             return Ok(());
         }
-        self.topics.insert(
-            keys.id,
-            TopicEntry {
-                name: name.to_owned(),
-                id: keys.id,
-                key: keys.key,
-                open,
-                subscribed: false,
-            },
-        );
+        self.topics.insert(keys.id, TopicEntry::new(name, keys, open, false));
         self.save().inspect_err(|_| {
             self.topics.remove(&keys.id);
         })
