@@ -20,6 +20,7 @@ fn insert(id: [u8; 32], topic: u8, ts: u64, done: Option<oneshot::Sender<Result<
         ts,
         envelope: vec![0xab; 400], // about a sealed 256-byte message
         own_seq: None,
+        client_key: None,
         event: None,
         done,
     }

@@ -28,6 +28,8 @@ use crate::network::{EventLoop, Request};
 use crate::store::{InboxQuery, Store};
 use prometheus_client::registry::Registry;
 
+/// Longest client id of an idempotent publish, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
 /// Requests that may wait for the event loop.
 pub const REQUEST_QUEUE: usize = 256;
 /// Events buffered per subscriber; a subscriber that falls further behind misses events.
@@ -94,6 +96,9 @@ pub enum NodeError {
     /// Setting up the node failed.
     #[error("{0}")]
     Startup(String),
+    /// A client id for an idempotent publish is empty or too long.
+    #[error("client_id must be 1 to 128 bytes")]
+    InvalidClientId,
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
@@ -322,14 +327,58 @@ impl Node {
         topic: &str,
         msg: &str,
     ) -> Result<impl std::future::Future<Output = Result<Published, NodeError>> + Send + 'static, NodeError> {
+        self.submit(topic, msg, None).await
+    }
+
+    async fn submit(
+        &self,
+        topic: &str,
+        msg: &str,
+        client_key: Option<[u8; 32]>,
+    ) -> Result<impl std::future::Future<Output = Result<Published, NodeError>> + Send + 'static, NodeError> {
         let (reply, rx) = oneshot::channel();
         let request = Request::Publish {
             topic: topic.to_owned(),
             msg: msg.to_owned(),
+            client_key,
             reply,
         };
         self.requests.send(request).await.map_err(|_| NodeError::Stopped)?;
         Ok(async move { rx.await.map_err(|_| NodeError::Stopped)? })
+    }
+
+    /// Publishes at most once per `client_id` and topic: a second call with the
+    /// same client id (a retry after a lost answer, even after a restart)
+    /// returns the first message's id and publishes nothing. The client id is
+    /// stored only as a keyed hash.
+    ///
+    /// # Errors
+    /// As [`Node::publish`]; [`NodeError::InvalidClientId`] for an empty or over-long id.
+    pub async fn publish_idempotent(&self, topic: &str, msg: &str, client_id: &str) -> Result<Published, NodeError> {
+        if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_LEN {
+            return Err(NodeError::InvalidClientId);
+        }
+        let key = {
+            let keyring = self.keyring.read().expect("keyring lock");
+            let mut material = Vec::with_capacity(64 + topic.len() + client_id.len());
+            material.extend_from_slice(keyring.local_key());
+            material.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+            material.extend_from_slice(topic.as_bytes());
+            material.extend_from_slice(client_id.as_bytes());
+            crate::crypto::sha256(&material)
+        };
+        if let Some(id) = self
+            .store
+            .client_id(key)
+            .await
+            .map_err(|e| NodeError::Store(e.to_string()))?
+        {
+            return Ok(Published {
+                id: hex::encode(id),
+                queued: false,
+            });
+        }
+        self.submit(topic, msg, Some(key)).await?.await
     }
 
     /// Sends a direct message to a peer id or a connected peer's name; returns

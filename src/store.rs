@@ -71,6 +71,8 @@ pub struct Insert {
     pub envelope: Vec<u8>,
     /// Our own next sequence number to persist with this message, if it is ours.
     pub own_seq: Option<u64>,
+    /// For an idempotent publish: the key of its client id (see `Node::publish_idempotent`).
+    pub client_key: Option<[u8; 32]>,
     /// Sent to the event stream after the commit, if the message was new.
     pub event: Option<Event>,
     /// Told after the commit whether the message was new (`Ok(true)`) or a duplicate.
@@ -88,6 +90,10 @@ enum Request {
     },
     Count {
         reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    ClientId {
+        key: [u8; 32],
+        reply: oneshot::Sender<Result<Option<[u8; 32]>, StoreError>>,
     },
     Close {
         reply: oneshot::Sender<()>,
@@ -182,6 +188,14 @@ impl Store {
         self.request(|reply| Request::NextSeq { reply }).await
     }
 
+    /// The message id an idempotent publish with this client key already got, if any.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn client_id(&self, key: [u8; 32]) -> Result<Option<[u8; 32]>, StoreError> {
+        self.request(|reply| Request::ClientId { key, reply }).await
+    }
+
     /// How many messages the inbox holds.
     ///
     /// # Errors
@@ -218,6 +232,7 @@ fn open_connection(path: &PathBuf) -> Result<Connection, StoreError> {
              UNIQUE (ts, id)
          );
          CREATE INDEX IF NOT EXISTS messages_topic_ts ON messages (topic_id, ts);
+         CREATE TABLE IF NOT EXISTS client_ids (key BLOB PRIMARY KEY, msg_id BLOB NOT NULL) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
     )?;
     #[cfg(unix)]
@@ -284,6 +299,17 @@ impl StoreThread {
                     .map_err(StoreError::from);
                 let _ = reply.send(n);
             }
+            Request::ClientId { key, reply } => {
+                let id = self
+                    .conn
+                    .query_row("SELECT msg_id FROM client_ids WHERE key = ?1", [&key[..]], |r| {
+                        r.get::<_, Vec<u8>>(0)
+                    })
+                    .optional()
+                    .map(|v| v.and_then(|v| <[u8; 32]>::try_from(v).ok()))
+                    .map_err(StoreError::from);
+                let _ = reply.send(id);
+            }
             Request::Insert(_) | Request::Close { .. } => unreachable!("handled by run"),
         }
     }
@@ -300,6 +326,7 @@ impl StoreThread {
                 let mut insert = tx.prepare_cached(
                     "INSERT OR IGNORE INTO messages (ts, id, purpose, topic_id, envelope) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
+                let mut client = tx.prepare_cached("INSERT OR IGNORE INTO client_ids (key, msg_id) VALUES (?1, ?2)")?;
                 let mut seq = tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('seq', ?1)
                      ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
@@ -314,6 +341,9 @@ impl StoreThread {
                     ])?;
                     if let Some(s) = m.own_seq {
                         seq.execute(params![s as i64])?;
+                    }
+                    if let Some(key) = m.client_key {
+                        client.execute(params![&key[..], &m.id[..]])?;
                     }
                     fresh.push(n == 1);
                 }

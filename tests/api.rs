@@ -416,3 +416,58 @@ fn a_non_loopback_api_address_needs_a_token() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--api-token"), "{stderr}");
 }
+
+#[test]
+fn publishing_twice_with_one_client_id_yields_one_message() {
+    let tmp = temp();
+    let mut bob = api_node("bob", &tmp.path().join("bob"), &["--topic", "news=s"]);
+    let alice_dir = tmp.path().join("alice");
+    let alice = api_node("alice", &alice_dir, &["--topic", "news=s", "--peer", &bob.addr.clone()]);
+    bob.wait_topic_peers("news", 1);
+    let api = alice.api.clone().unwrap();
+    let body = json!({"user": "alice", "topic": "news", "msg": "exactly once", "client_id": "req-42"});
+    let first = post(&api, "/publish", &body);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let id = first.json()["id"].as_str().unwrap().to_owned();
+    // A retry (same client id): same id, nothing new sent or stored.
+    let again = post(&api, "/publish", &body);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["id"], id.as_str());
+    // A different client id is a different message.
+    let other = post(
+        &api,
+        "/publish",
+        &json!({"user": "alice", "topic": "news", "msg": "exactly once", "client_id": "req-43"}),
+    );
+    assert_ne!(other.json()["id"], id.as_str());
+    let bad = post(
+        &api,
+        "/publish",
+        &json!({"user": "alice", "topic": "news", "msg": "x", "client_id": ""}),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+
+    // …and after a restart of the publisher.
+    let mut alice = alice;
+    alice.send("/quit");
+    assert!(alice.wait_exit().success());
+    let alice = api_node("alice", &alice_dir, &["--peer", &bob.addr.clone()]);
+    let api = alice.api.clone().unwrap();
+    let after = post(&api, "/publish", &body);
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_eq!(after.json()["id"], id.as_str());
+
+    bob.wait_event("message", |v| v["id"] == other.json()["id"]);
+    let late = bob.drain_for(std::time::Duration::from_millis(1000));
+    assert!(late.iter().all(|v| v["event"] != "message"), "{late:?}");
+    let inbox = get(bob.api.as_deref().unwrap(), "/inbox/bob").json();
+    let copies = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["id"] == id.as_str())
+        .count();
+    assert_eq!(copies, 1, "{inbox}");
+    let alice_inbox = get(&api, "/inbox/alice").json();
+    assert_eq!(alice_inbox.as_array().unwrap().len(), 2, "{alice_inbox}");
+}

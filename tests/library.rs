@@ -78,6 +78,7 @@ async fn the_store_keeps_a_duplicate_once_and_reports_it_once() {
         ts: 1000,
         envelope: body.as_bytes().to_vec(),
         own_seq: None,
+        client_key: None,
         event: Some(Event::Error { error: body.into() }),
         done: None,
     };

@@ -85,7 +85,9 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let status = match &e {
             NodeError::Command(c) => return c.clone().into(),
-            NodeError::Topic(_) | NodeError::SelfDm | NodeError::InvalidName(_) => StatusCode::BAD_REQUEST,
+            NodeError::Topic(_) | NodeError::SelfDm | NodeError::InvalidName(_) | NodeError::InvalidClientId => {
+                StatusCode::BAD_REQUEST
+            }
             NodeError::NotSubscribed(_) | NodeError::UnknownPeer(_) => StatusCode::NOT_FOUND,
             NodeError::AmbiguousPeer(..) => StatusCode::CONFLICT,
             NodeError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,

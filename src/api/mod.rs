@@ -195,6 +195,9 @@ struct PublishRequest {
     msg: Option<String>,
     #[serde(default)]
     message: Option<String>,
+    /// Makes the publish idempotent: the same client id yields one message.
+    #[serde(default)]
+    client_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -299,7 +302,10 @@ async fn publish(
             "missing field `msg` (or `message`)",
         ));
     };
-    let published = state.node.publish(&req.topic, &msg).await?;
+    let published = match &req.client_id {
+        Some(client_id) => state.node.publish_idempotent(&req.topic, &msg, client_id).await?,
+        None => state.node.publish(&req.topic, &msg).await?,
+    };
     Ok(Json(PublishResponse {
         status: "message published",
         id: published.id,

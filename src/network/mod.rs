@@ -36,6 +36,8 @@ use redial::{Origin, Redialer};
 
 /// Messages published while no subscribed peer is known, held until one appears.
 pub const MAX_QUEUED_PUBLISHES: usize = 1024;
+/// Idempotent publishes remembered in memory (the inbox remembers them all).
+const MAX_RECENT_CLIENT_KEYS: usize = 4096;
 /// Envelopes older than this (by sender timestamp) are refused as replays.
 pub const MAX_MESSAGE_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 /// Envelopes dated further than this in the future are refused.
@@ -60,6 +62,8 @@ pub(crate) enum Request {
     Publish {
         topic: String,
         msg: String,
+        /// Set for an idempotent publish.
+        client_key: Option<[u8; 32]>,
         reply: oneshot::Sender<Result<Published, NodeError>>,
     },
     Dm {
@@ -142,6 +146,9 @@ pub(crate) struct EventLoop {
     explicit_peers: Vec<Multiaddr>,
     /// Peers to dial again while they are not connected.
     redialer: Redialer,
+    /// Client keys of recent idempotent publishes and their message ids (bounded).
+    recent_client_keys: HashMap<[u8; 32], String>,
+    recent_client_order: VecDeque<[u8; 32]>,
     /// Last sign of life (establishment or a ping answer) per connection.
     alive: HashMap<ConnectionId, Instant>,
     next_seq: u64,
@@ -212,6 +219,8 @@ impl EventLoop {
             listen_addrs: BTreeSet::new(),
             explicit_peers,
             redialer: Redialer::default(),
+            recent_client_keys: HashMap::new(),
+            recent_client_order: VecDeque::new(),
             alive: HashMap::new(),
             next_seq,
             metrics,
@@ -304,7 +313,12 @@ impl EventLoop {
             Request::Unsubscribe { topic, reply } => {
                 let _ = reply.send(self.unsubscribe(&topic));
             }
-            Request::Publish { topic, msg, reply } => self.publish(&topic, msg, reply).await,
+            Request::Publish {
+                topic,
+                msg,
+                client_key,
+                reply,
+            } => self.publish(&topic, msg, client_key, reply).await,
             Request::Dm { to, msg, reply } => self.send_dm(&to, msg, reply),
             Request::Peers { reply } => {
                 let _ = reply.send(self.peer_summaries());
@@ -417,7 +431,22 @@ impl EventLoop {
             .map(|(h, _)| h.clone())
     }
 
-    async fn publish(&mut self, topic: &str, msg: String, reply: oneshot::Sender<Result<Published, NodeError>>) {
+    async fn publish(
+        &mut self,
+        topic: &str,
+        msg: String,
+        client_key: Option<[u8; 32]>,
+        reply: oneshot::Sender<Result<Published, NodeError>>,
+    ) {
+        // An idempotent publish whose client id was just used (the handle
+        // checked the inbox, but the first one may not be committed yet).
+        if let Some(id) = client_key.and_then(|k| self.recent_client_keys.get(&k)) {
+            let _ = reply.send(Ok(Published {
+                id: id.clone(),
+                queued: false,
+            }));
+            return;
+        }
         if let Err(e) = crate::commands::validate_topic(topic)
             .map_err(NodeError::from)
             .and_then(|()| crate::commands::validate_message(&msg).map_err(NodeError::from))
@@ -470,6 +499,15 @@ impl EventLoop {
         self.next_seq += 1;
         self.metrics.published.inc();
         let id = envelope.id();
+        if let Some(key) = client_key {
+            if self.recent_client_order.len() >= MAX_RECENT_CLIENT_KEYS {
+                if let Some(old) = self.recent_client_order.pop_front() {
+                    self.recent_client_keys.remove(&old);
+                }
+            }
+            self.recent_client_keys.insert(key, id.clone());
+            self.recent_client_order.push_back(key);
+        }
         let published = Published { id: id.clone(), queued };
         let (done, stored) = oneshot::channel();
         let insert = Insert {
@@ -479,6 +517,7 @@ impl EventLoop {
             ts: envelope.ts,
             envelope: bytes,
             own_seq: Some(self.next_seq),
+            client_key,
             event: Some(Event::Published {
                 topic: topic.to_owned(),
                 id,
@@ -911,6 +950,7 @@ impl EventLoop {
             ts: envelope.ts,
             envelope: message.data.clone(),
             own_seq: None,
+            client_key: None,
             event: Some(event),
             done: None,
         };
@@ -1059,6 +1099,7 @@ impl EventLoop {
             ts,
             envelope: envelope.encode(),
             own_seq: None,
+            client_key: None,
             event: Some(event),
             done: None,
         }
