@@ -6,6 +6,8 @@ use crate::envelope::MAX_MESSAGE_BYTES;
 pub const MAX_TOPIC_LEN: usize = 64;
 /// Longest topic secret, in bytes.
 pub const MAX_SECRET_LEN: usize = 1024;
+/// Longest client id of `/pub --id`, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
 /// How many inbox messages `/inbox` shows when no N is given.
 pub const DEFAULT_INBOX_LINES: usize = 20;
 
@@ -14,7 +16,8 @@ pub const HELP: &str = "\
 commands:
   /sub TOPIC [SECRET]   subscribe (no secret: an open topic anyone who knows the name can read)
   /unsub TOPIC          leave a topic
-  /pub TOPIC MESSAGE    publish to a topic
+  /pub [--id ID] TOPIC MESSAGE
+                        publish to a topic (with --id: at most once per ID)
   MESSAGE               (a line without a leading /) publish to the topic last used
   /dm PEER MESSAGE      direct message to a peer id or a connected peer's name
   /inbox [TOPIC] [N]    the last N (default 20) stored messages, oldest first
@@ -45,6 +48,8 @@ pub enum Command {
         topic: String,
         /// Body.
         msg: String,
+        /// `--id CLIENT_ID`: publish at most once per client id.
+        client_id: Option<String>,
     },
     /// A line without a leading `/`: publish to the topic last used.
     Say {
@@ -193,15 +198,27 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             })
         }
         "pub" | "publish" => {
-            let (topic, msg) = split_word(args);
+            const USAGE: &str = "/pub [--id CLIENT_ID] TOPIC MESSAGE";
+            let (mut first, mut rest) = split_word(args);
+            let mut client_id = None;
+            if first == "--id" {
+                let (id, after) = split_word(rest);
+                if id.is_empty() || id.len() > MAX_CLIENT_ID_LEN {
+                    return Err(CommandError::Usage(USAGE));
+                }
+                client_id = Some(id.to_owned());
+                (first, rest) = split_word(after);
+            }
+            let (topic, msg) = (first, rest);
             if topic.is_empty() || msg.is_empty() {
-                return Err(CommandError::Usage("/pub TOPIC MESSAGE"));
+                return Err(CommandError::Usage(USAGE));
             }
             validate_topic(topic)?;
             validate_message(msg)?;
             Ok(Command::Pub {
                 topic: topic.to_owned(),
                 msg: msg.to_owned(),
+                client_id,
             })
         }
         "dm" | "msg" => {
@@ -283,7 +300,8 @@ mod tests {
             parse("/pub news hello  world ").unwrap(),
             Command::Pub {
                 topic: "news".into(),
-                msg: "hello  world".into()
+                msg: "hello  world".into(),
+                client_id: None
             }
         );
         assert_eq!(parse("hi there").unwrap(), Command::Say { msg: "hi there".into() });
@@ -324,7 +342,20 @@ mod tests {
             parse("/frobnicate x").unwrap_err().to_string(),
             "unknown command /frobnicate (type /help for the list)"
         );
-        assert_eq!(parse("/pub news").unwrap_err().to_string(), "usage: /pub TOPIC MESSAGE");
+        assert_eq!(
+            parse("/pub news").unwrap_err().to_string(),
+            "usage: /pub [--id CLIENT_ID] TOPIC MESSAGE"
+        );
+        assert_eq!(
+            parse("/pub --id req-1 news hi there").unwrap(),
+            Command::Pub {
+                topic: "news".into(),
+                msg: "hi there".into(),
+                client_id: Some("req-1".into())
+            }
+        );
+        assert!(parse("/pub --id").is_err());
+        assert!(parse("/pub --id x news").is_err());
         assert_eq!(parse("/sub").unwrap_err().to_string(), "usage: /sub TOPIC [SECRET]");
         assert_eq!(parse("/dm bob").unwrap_err().to_string(), "usage: /dm PEER MESSAGE");
         assert!(parse("/inbox news x").unwrap_err().to_string().contains("\"x\""));
@@ -359,7 +390,7 @@ mod tests {
         fn published_text_is_kept(topic in "[a-z]{1,10}", msg in "[^\\s/][^\\r\\n]{0,50}") {
             let line = format!("/pub {topic} {msg}");
             let parsed = parse(&line);
-            prop_assert_eq!(parsed, Ok(Command::Pub { topic, msg: msg.trim().to_owned() }));
+            prop_assert_eq!(parsed, Ok(Command::Pub { topic, msg: msg.trim().to_owned(), client_id: None }));
         }
     }
 }

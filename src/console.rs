@@ -164,7 +164,28 @@ impl Console {
                 }
                 None
             }),
-            Command::Pub { topic, msg } => {
+            Command::Pub {
+                topic,
+                msg,
+                client_id: Some(client_id),
+            } => {
+                // Idempotent: answered after the inbox lookup, in line.
+                let result = self.node.publish_idempotent(&topic, &msg, &client_id).await.map(|p| {
+                    p.duplicate.then(|| Event::Notice {
+                        text: format!(
+                            "already published to {topic} as {} (same --id {client_id}): nothing sent",
+                            p.id
+                        ),
+                    })
+                });
+                self.last_topic = Some(topic);
+                result
+            }
+            Command::Pub {
+                topic,
+                msg,
+                client_id: None,
+            } => {
                 let result = self.publish(&topic, &msg).await;
                 self.last_topic = Some(topic);
                 result

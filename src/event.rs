@@ -169,6 +169,11 @@ pub enum Event {
         /// The command reference.
         text: String,
     },
+    /// Something worth telling the user that is neither a result nor an error.
+    Notice {
+        /// What to tell.
+        text: String,
+    },
     /// Something went wrong; the node goes on.
     Error {
         /// What went wrong.
@@ -243,7 +248,7 @@ impl Event {
                 }
                 s
             }
-            Event::Help { text } => text.clone(),
+            Event::Help { text } | Event::Notice { text } => text.clone(),
             Event::Error { error } => format!("error: {error}"),
         }
     }

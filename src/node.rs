@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::commands::{validate_topic, CommandError, TopicNameError};
+use crate::commands::{validate_topic, CommandError, TopicNameError, MAX_CLIENT_ID_LEN};
 use crate::config::Config;
 use crate::envelope::{Envelope, Purpose, MAX_NAME_LEN};
 use crate::event::{Event, InboxItem, PeerSummary};
@@ -28,8 +28,6 @@ use crate::network::{EventLoop, Request};
 use crate::store::{InboxQuery, Store};
 use prometheus_client::registry::Registry;
 
-/// Longest client id of an idempotent publish, in bytes.
-pub const MAX_CLIENT_ID_LEN: usize = 128;
 /// Requests that may wait for the event loop.
 pub const REQUEST_QUEUE: usize = 256;
 /// Events buffered per subscriber; a subscriber that falls further behind misses events.
@@ -111,6 +109,10 @@ pub struct Published {
     pub id: String,
     /// True when no subscribed peer was there: it is stored and goes out when one connects.
     pub queued: bool,
+    /// True when an idempotent publish found its client id already used:
+    /// `id` is the first message's, and nothing was published.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// Who this node is.
@@ -376,6 +378,7 @@ impl Node {
             return Ok(Published {
                 id: hex::encode(id),
                 queued: false,
+                duplicate: true,
             });
         }
         self.submit(topic, msg, Some(key)).await?.await

@@ -36,6 +36,17 @@ fn topic_messages_reach_holders_of_the_secret_only() {
     a.send("plain line from alice");
     b.wait_event("message", |v| v["msg"] == "plain line from alice");
 
+    // /pub --id: a retry with the same id sends nothing again.
+    a.send("/pub --id retry-7 news once-only");
+    let first = b.wait_event("message", |v| v["msg"] == "once-only");
+    let notice = a.ask("/pub --id retry-7 news once-only", "notice");
+    assert!(
+        notice["text"].as_str().unwrap().contains(first["id"].as_str().unwrap()),
+        "{notice}"
+    );
+    let late = b.drain_for(Duration::from_millis(800));
+    assert!(late.iter().all(|v| v["msg"] != "once-only"), "{late:?}");
+
     // Carol, with the wrong secret, sees none of it, then or later.
     let late = c.drain_for(Duration::from_secs(1));
     assert!(
@@ -165,7 +176,7 @@ fn bad_commands_get_errors_and_the_node_keeps_working() {
     let mut a = TestNode::start("alice", &tmp.path().join("a"), &[]);
     let cases = [
         ("/frobnicate", "unknown command /frobnicate"),
-        ("/pub news", "usage: /pub TOPIC MESSAGE"),
+        ("/pub news", "usage: /pub [--id CLIENT_ID] TOPIC MESSAGE"),
         ("/sub", "usage: /sub TOPIC [SECRET]"),
         ("/dm bob", "usage: /dm PEER MESSAGE"),
         ("/inbox news many", "/inbox takes at most a topic and a count"),

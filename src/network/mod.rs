@@ -444,6 +444,7 @@ impl EventLoop {
             let _ = reply.send(Ok(Published {
                 id: id.clone(),
                 queued: false,
+                duplicate: true,
             }));
             return;
         }
@@ -508,7 +509,11 @@ impl EventLoop {
             self.recent_client_keys.insert(key, id.clone());
             self.recent_client_order.push_back(key);
         }
-        let published = Published { id: id.clone(), queued };
+        let published = Published {
+            id: id.clone(),
+            queued,
+            duplicate: false,
+        };
         let (done, stored) = oneshot::channel();
         let insert = Insert {
             id: envelope.salt,
@@ -587,7 +592,11 @@ impl EventLoop {
             queued,
             open: false,
         });
-        let _ = reply.send(Ok(Published { id, queued }));
+        let _ = reply.send(Ok(Published {
+            id,
+            queued,
+            duplicate: false,
+        }));
     }
 
     /// Sends what was queued for `hash` now that a subscribed peer is there.
