@@ -281,6 +281,14 @@ async fn pace(t0: Instant, interval: Duration, next: usize) {
 /// How long to wait for the last deliveries after the last publish.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// Waits until `want` deliveries are in, or [`DRAIN`] has passed.
+async fn wait_deliveries(deliveries: &Deliveries, want: usize) {
+    let deadline = Instant::now() + DRAIN;
+    while deliveries.lock().expect("lock").len() < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn run_inproc(
     args: &BenchArgs,
     interval: Duration,
@@ -340,11 +348,7 @@ async fn run_inproc(
     for publish in in_flight {
         publish.await??;
     }
-    let want = args.messages * (args.nodes - 1);
-    let deadline = Instant::now() + DRAIN;
-    while deliveries.lock().expect("lock").len() < want && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_deliveries(&deliveries, args.messages * (args.nodes - 1)).await;
     let cpu = cpu_us(std::process::id()) - cpu_before;
     let rss = vec![rss_kib(std::process::id()) / args.nodes as u64; args.nodes];
     for node in &nodes {
@@ -501,11 +505,7 @@ async fn run_procs(
         procs[0].stdin.flush()?;
         pace(t0, interval, i + 1).await;
     }
-    let want = args.messages * (args.nodes - 1);
-    let deadline = Instant::now() + DRAIN;
-    while deliveries.lock().expect("lock").len() < want && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_deliveries(&deliveries, args.messages * (args.nodes - 1)).await;
     let cpu: u64 = pids.iter().map(|p| cpu_us(*p)).sum::<u64>() - cpu_before;
     let rss: Vec<u64> = pids.iter().map(|p| rss_kib(*p)).collect();
     for mut p in procs {
