@@ -2,6 +2,7 @@
 # Installs what the end-to-end tests need and a fresh machine lacks:
 #   - Debian's chromium (the browser test drives it headless),
 #   - iproute2 (network namespaces for the LAN tests),
+#   - tshark (the packet-capture test: nothing secret crosses the wire),
 #   - from PyPI: schemathesis (OpenAPI check) and playwright (drives chromium;
 #     its own browser download is never used).
 # Idempotent: does nothing when everything is there. apt needs root.
@@ -13,6 +14,7 @@ PLAYWRIGHT_VERSION=1.65.2
 apt_missing=()
 command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
+command -v tshark >/dev/null 2>&1 || apt_missing+=(tshark)
 if ((${#apt_missing[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "install-test-deps: need root to install: ${apt_missing[*]} (sudo apt-get install ${apt_missing[*]})" >&2

@@ -1,0 +1,98 @@
+//! A packet capture (tshark on loopback) of a whole session with a named,
+//! secret topic and a direct message holds neither the topic name, the
+//! secret nor any message body.
+//!
+//! Needs tshark and root. With MURMUR_NETNS_TESTS=1 (CI, which installs
+//! tshark) a missing capability is a failure; otherwise the test is skipped.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{temp, TestNode};
+
+#[test]
+fn a_capture_of_a_session_holds_no_topic_name_secret_or_body() {
+    let can = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && is_root();
+    if !can {
+        if std::env::var("MURMUR_NETNS_TESTS").as_deref() == Ok("1") {
+            panic!("MURMUR_NETNS_TESTS=1 but tshark is missing or this is not root");
+        }
+        eprintln!("skipping the capture test: needs tshark and root");
+        return;
+    }
+    let tmp = temp();
+    let pcap = tmp.path().join("session.pcapng");
+    let mut tshark = Command::new("tshark")
+        .args(["-i", "lo", "-f", "tcp", "-q", "-w"])
+        .arg(&pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tshark");
+    // Wait until tshark has opened the file (it is capturing then).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pcap.exists() {
+        assert!(Instant::now() < deadline, "tshark never started capturing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    let data = tmp.path().join("nodes");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut a = TestNode::start(
+        "alice",
+        &data.join("a"),
+        &["--topic", "war-room-topic=correct-horse-battery"],
+    );
+    let mut b = TestNode::start(
+        "bob",
+        &data.join("b"),
+        &[
+            "--topic",
+            "war-room-topic=correct-horse-battery",
+            "--peer",
+            &a.addr.clone(),
+        ],
+    );
+    b.wait_topic_peers("war-room-topic", 1);
+    a.send("/pub war-room-topic attack-at-dawn-body");
+    b.wait_event("message", |v| v["msg"] == "attack-at-dawn-body");
+    b.wait_peers("include alice", |p| p.iter().any(|p| p["name"] == "alice"));
+    b.send("/dm alice a-very-private-reply");
+    a.wait_event("dm", |v| v["msg"] == "a-very-private-reply");
+    assert!(a.quit().success());
+    assert!(b.quit().success());
+    std::thread::sleep(Duration::from_millis(500));
+
+    let _ = Command::new("kill").args(["-INT", &tshark.id().to_string()]).status();
+    let _ = tshark.wait();
+    let bytes = std::fs::read(&pcap).unwrap();
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    // The capture did record the session: protocol negotiation is in clear.
+    assert!(
+        contains(b"/noise"),
+        "the capture holds no libp2p session ({} bytes)",
+        bytes.len()
+    );
+    for secret in [
+        "war-room-topic",
+        "correct-horse-battery",
+        "attack-at-dawn-body",
+        "a-very-private-reply",
+    ] {
+        assert!(!contains(secret.as_bytes()), "{secret:?} is in the capture");
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
