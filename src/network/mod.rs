@@ -18,7 +18,7 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, mdns, ping, Multiaddr, PeerId, Swarm};
 use rand::RngCore;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -42,11 +42,8 @@ const MAX_RECENT_CLIENT_KEYS: usize = 4096;
 pub const MAX_MESSAGE_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 /// Envelopes dated further than this in the future are refused.
 pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
-/// How often the redial schedule and the liveness watchdog run.
+/// How often the redial schedule runs.
 const REDIAL_TICK: Duration = Duration::from_millis(500);
-/// A connection with no successful ping for this long is closed as dead (a
-/// pulled cable sends no FIN; libp2p's ping reports only the second failure).
-pub const DEAD_AFTER: Duration = Duration::from_secs(4);
 
 /// What a [`crate::Node`] handle asks of the event loop. Each carries its `reply`.
 pub(crate) enum Request {
@@ -149,8 +146,6 @@ pub(crate) struct EventLoop {
     /// Client keys of recent idempotent publishes and their message ids (bounded).
     recent_client_keys: HashMap<[u8; 32], String>,
     recent_client_order: VecDeque<[u8; 32]>,
-    /// Last sign of life (establishment or a ping answer) per connection.
-    alive: HashMap<ConnectionId, Instant>,
     next_seq: u64,
     /// Benchmark baseline: no envelopes, no inbox (see `Config::plain`).
     plain: bool,
@@ -221,7 +216,6 @@ impl EventLoop {
             redialer: Redialer::default(),
             recent_client_keys: HashMap::new(),
             recent_client_order: VecDeque::new(),
-            alive: HashMap::new(),
             next_seq,
             metrics,
             libp2p_metrics,
@@ -255,10 +249,7 @@ impl EventLoop {
                     Some(request) => self.on_request(request).await,
                 },
                 Some(done) = self.completions.recv() => self.on_completion(done),
-                _ = redial.tick() => {
-                    self.close_dead_connections();
-                    self.redial();
-                }
+                _ = redial.tick() => self.redial(),
             }
         }
         tracing::info!("event loop stopping");
@@ -271,22 +262,6 @@ impl EventLoop {
             self.emit(Event::Error {
                 error: format!("could not dial {addr}: {e}"),
             });
-        }
-    }
-
-    /// Closes connections that have not answered a ping for [`DEAD_AFTER`].
-    fn close_dead_connections(&mut self) {
-        let now = Instant::now();
-        let dead: Vec<ConnectionId> = self
-            .alive
-            .iter()
-            .filter(|(_, at)| now.duration_since(**at) > DEAD_AFTER)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in dead {
-            tracing::debug!(?id, "no ping answer for {DEAD_AFTER:?}; closing the connection");
-            self.alive.remove(&id);
-            self.swarm.close_connection(id);
         }
     }
 
@@ -728,12 +703,10 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
-                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
-                self.alive.insert(connection_id, Instant::now());
                 self.redialer.connected(&peer_id);
                 let state = self.peers.entry(peer_id).or_default();
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
@@ -800,15 +773,6 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Ping(ping::Event {
-                connection,
-                result: Ok(_),
-                ..
-            }) => {
-                if let Some(at) = self.alive.get_mut(&connection) {
-                    *at = Instant::now();
-                }
-            }
-            BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
                 result: Err(e),
@@ -816,10 +780,9 @@ impl EventLoop {
                 // A connection that stops answering pings is dead (a pulled cable
                 // sends no FIN): close it so the peer is redialled when it is back.
                 tracing::debug!(%peer, "ping failed ({e}); closing the connection");
-                self.alive.remove(&connection);
                 self.swarm.close_connection(connection);
             }
-            BehaviourEvent::Identify(_) => {}
+            BehaviourEvent::Identify(_) | BehaviourEvent::Ping(_) => {}
         }
     }
 
