@@ -446,6 +446,8 @@ fn publishing_twice_with_one_client_id_yields_one_message() {
         &json!({"user": "alice", "topic": "news", "msg": "x", "client_id": ""}),
     );
     assert_eq!(bad.status, 400, "{}", bad.body);
+    // Both messages reach bob before alice goes away.
+    bob.wait_event("message", |v| v["id"] == other.json()["id"]);
 
     // …and after a restart of the publisher.
     let mut alice = alice;
@@ -457,7 +459,6 @@ fn publishing_twice_with_one_client_id_yields_one_message() {
     assert_eq!(after.status, 200, "{}", after.body);
     assert_eq!(after.json()["id"], id.as_str());
 
-    bob.wait_event("message", |v| v["id"] == other.json()["id"]);
     let late = bob.drain_for(std::time::Duration::from_millis(1000));
     assert!(late.iter().all(|v| v["event"] != "message"), "{late:?}");
     let inbox = get(bob.api.as_deref().unwrap(), "/inbox/bob").json();
