@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -127,8 +127,6 @@ struct Console {
     /// Where a line without a leading `/` is published.
     last_topic: Option<String>,
 }
-
-use tokio::io::AsyncReadExt as _;
 
 impl Console {
     /// Publishes without waiting for the inbox commit, so that lines typed or

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use murmur::api::Api;
 use murmur::cli::{Cli, Subcommand};
@@ -53,35 +54,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let quit = CancellationToken::new();
     tokio::spawn(printer.run(events));
     let stop_api = CancellationToken::new();
-    let mut api_task = None;
-    if let Some(addr) = cli.api {
-        let api = match Api::bind(node.clone(), addr, cli.api_token.clone()).await {
-            Ok(api) => api,
-            Err(e) => {
-                node.shutdown().await;
-                task.await?;
-                return Err(e.into());
-            }
-        };
-        node.emit(Event::ApiListening {
-            addr: format!("http://{}", api.local_addr()),
-        });
-        api_task = Some(tokio::spawn(api.serve(stop_api.clone())));
-    }
-    if let Some(addr) = cli.metrics {
-        let listener = match murmur::metrics::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                node.shutdown().await;
-                task.await?;
-                anyhow::bail!("--metrics {addr}: {e}");
-            }
-        };
-        node.emit(Event::MetricsListening {
-            addr: format!("http://{}/metrics", listener.local_addr()?),
-        });
-        tokio::spawn(murmur::metrics::serve(listener, node.registry(), stop_api.clone()));
-    }
+    let api_task = match start_servers(&node, &cli, &stop_api).await {
+        Ok(api_task) => api_task,
+        Err(e) => {
+            stop_api.cancel();
+            node.shutdown().await;
+            task.await?;
+            return Err(e);
+        }
+    };
     tokio::spawn(run_stdin(node.clone(), printer, quit.clone()));
     tokio::select! {
         () = quit.cancelled() => {}
@@ -98,6 +79,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     node.shutdown().await;
     task.await?;
     Ok(())
+}
+
+/// Starts the HTTP API and the metrics endpoint when asked for; both stop with
+/// `stop`. Returns the API's task, to be awaited at shutdown.
+async fn start_servers(
+    node: &Node,
+    cli: &Cli,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    let mut api_task = None;
+    if let Some(addr) = cli.api {
+        let api = Api::bind(node.clone(), addr, cli.api_token.clone()).await?;
+        node.emit(Event::ApiListening {
+            addr: format!("http://{}", api.local_addr()),
+        });
+        api_task = Some(tokio::spawn(api.serve(stop.clone())));
+    }
+    if let Some(addr) = cli.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics {addr}"))?;
+        node.emit(Event::MetricsListening {
+            addr: format!("http://{}/metrics", listener.local_addr()?),
+        });
+        tokio::spawn(murmur::metrics::serve(listener, node.registry(), stop.clone()));
+    }
+    Ok(api_task)
 }
 
 #[cfg(unix)]

@@ -2,7 +2,6 @@
 //! gossipsub, identify, ping), and the `--metrics ADDR` HTTP endpoint.
 //! Every metric is described in docs/metrics.md.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::header;
@@ -134,12 +133,4 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
-}
-
-/// Binds the metrics address.
-///
-/// # Errors
-/// When the address cannot be bound.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
 }
