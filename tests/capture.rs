@@ -10,7 +10,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{temp, TestNode};
+use support::{temp, SecretSession};
 
 #[test]
 fn a_capture_of_a_session_holds_no_topic_name_secret_or_body() {
@@ -45,29 +45,13 @@ fn a_capture_of_a_session_holds_no_topic_name_secret_or_body() {
 
     let data = tmp.path().join("nodes");
     std::fs::create_dir_all(&data).unwrap();
-    let mut a = TestNode::start(
-        "alice",
-        &data.join("a"),
-        &["--topic", "war-room-topic=correct-horse-battery"],
-    );
-    let mut b = TestNode::start(
-        "bob",
-        &data.join("b"),
-        &[
-            "--topic",
-            "war-room-topic=correct-horse-battery",
-            "--peer",
-            &a.addr.clone(),
-        ],
-    );
-    b.wait_topic_peers("war-room-topic", 1);
-    a.send("/pub war-room-topic attack-at-dawn-body");
-    b.wait_event("message", |v| v["msg"] == "attack-at-dawn-body");
-    b.wait_peers("include alice", |p| p.iter().any(|p| p["name"] == "alice"));
-    b.send("/dm alice a-very-private-reply");
-    a.wait_event("dm", |v| v["msg"] == "a-very-private-reply");
-    assert!(a.quit().success());
-    assert!(b.quit().success());
+    let session = SecretSession {
+        topic: "war-room-topic",
+        secret: "correct-horse-battery",
+        body: "attack-at-dawn-body",
+        dm: "a-very-private-reply",
+    };
+    session.run(&data, &[]);
     std::thread::sleep(Duration::from_millis(500));
 
     let _ = Command::new("kill").args(["-INT", &tshark.id().to_string()]).status();
@@ -80,12 +64,7 @@ fn a_capture_of_a_session_holds_no_topic_name_secret_or_body() {
         "the capture holds no libp2p session ({} bytes)",
         bytes.len()
     );
-    for secret in [
-        "war-room-topic",
-        "correct-horse-battery",
-        "attack-at-dawn-body",
-        "a-very-private-reply",
-    ] {
+    for secret in session.secrets() {
         assert!(!contains(secret.as_bytes()), "{secret:?} is in the capture");
     }
 }

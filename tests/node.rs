@@ -283,36 +283,17 @@ fn human_output_is_readable_and_logs_stay_off_stdout() {
 #[test]
 fn trace_logs_hold_no_topic_name_secret_or_body() {
     let tmp = temp();
-    let trace = [("RUST_LOG", "trace")];
-    let mut a = TestNode::start_with_env(
-        "alice",
-        &tmp.path().join("a"),
-        &["--topic", "classified-topic=hunter2-pass"],
-        &trace,
-    );
-    let mut b = TestNode::start_with_env(
-        "bob",
-        &tmp.path().join("b"),
-        &["--topic", "classified-topic=hunter2-pass", "--peer", &a.addr.clone()],
-        &trace,
-    );
-    b.wait_topic_peers("classified-topic", 1);
-    a.send("/pub classified-topic the-eagle-lands-at-dawn");
-    b.wait_event("message", |v| v["msg"] == "the-eagle-lands-at-dawn");
-    b.wait_peers("include alice", |p| p.iter().any(|p| p["name"] == "alice"));
-    b.send("/dm alice a-direct-whisper");
-    a.wait_event("dm", |v| v["msg"] == "a-direct-whisper");
-    assert!(a.quit().success());
-    assert!(b.quit().success());
+    let session = support::SecretSession {
+        topic: "classified-topic",
+        secret: "hunter2-pass",
+        body: "the-eagle-lands",
+        dm: "a-direct-whisper",
+    };
+    session.run(tmp.path(), &[("RUST_LOG", "trace")]);
     for log in [tmp.path().join("a.stderr.log"), tmp.path().join("b.stderr.log")] {
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.len() > 10_000, "trace logging was on: {} bytes", text.len());
-        for secret in [
-            "classified-topic",
-            "hunter2-pass",
-            "the-eagle-lands",
-            "a-direct-whisper",
-        ] {
+        for secret in session.secrets() {
             assert!(!text.contains(secret), "{secret:?} appears in {}", log.display());
         }
     }

@@ -334,6 +334,47 @@ pub fn temp() -> tempfile::TempDir {
     dir
 }
 
+/// What a secret session says: every string must stay off the wire, the logs and the disk.
+pub struct SecretSession<'a> {
+    /// Topic name.
+    pub topic: &'a str,
+    /// Its secret.
+    pub secret: &'a str,
+    /// A topic message body.
+    pub body: &'a str,
+    /// A direct message body.
+    pub dm: &'a str,
+}
+
+impl SecretSession<'_> {
+    /// The strings that must not leak.
+    pub fn secrets(&self) -> [&str; 4] {
+        [self.topic, self.secret, self.body, self.dm]
+    }
+
+    /// Runs the session between two fresh nodes (alice and bob, data and logs
+    /// under `dir`, with `env`): alice publishes on the secret topic, bob
+    /// answers with a DM; returns once both arrived and both nodes quit cleanly.
+    pub fn run(&self, dir: &Path, env: &[(&str, &str)]) {
+        let topic_arg = format!("{}={}", self.topic, self.secret);
+        let mut a = TestNode::start_with_env("alice", &dir.join("a"), &["--topic", &topic_arg], env);
+        let mut b = TestNode::start_with_env(
+            "bob",
+            &dir.join("b"),
+            &["--topic", &topic_arg, "--peer", &a.addr.clone()],
+            env,
+        );
+        b.wait_topic_peers(self.topic, 1);
+        a.send(&format!("/pub {} {}", self.topic, self.body));
+        b.wait_event("message", |v| v["msg"] == self.body);
+        b.wait_peers("include alice", |p| p.iter().any(|p| p["name"] == "alice"));
+        b.send(&format!("/dm alice {}", self.dm));
+        a.wait_event("dm", |v| v["msg"] == self.dm);
+        assert!(a.quit().success());
+        assert!(b.quit().success());
+    }
+}
+
 /// Every file below `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut hits = Vec::new();
