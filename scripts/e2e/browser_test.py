@@ -7,12 +7,11 @@ Usage: scripts/e2e/browser_test.py [--screenshot PATH]
 """
 
 import argparse
-import sys
 import tempfile
 
 from playwright.sync_api import expect, sync_playwright
 
-from murmur_proc import Node
+from murmur_proc import Node, run_check
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -30,7 +29,6 @@ def main():
         finally:
             alice.stop()
             bob.stop()
-    print("browser: 1 passed, 0 failed")
 
 
 def run(alice, bob, screenshot):
@@ -81,9 +79,4 @@ def run(alice, bob, screenshot):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        print(f"browser test: FAILED: {e}", file=sys.stderr)
-        print("browser: 0 passed, 1 failed")
-        sys.exit(1)
+    run_check("browser", main)

@@ -4,6 +4,7 @@ import json
 import os
 import queue
 import subprocess
+import sys
 import threading
 import time
 
@@ -55,3 +56,15 @@ class Node:
                 self.proc.wait(timeout=10)
             except Exception:
                 self.proc.kill()
+
+
+def run_check(name, main):
+    """Runs one end-to-end check and prints the closing line CI reads
+    ("NAME: 1 passed, 0 failed"); a failed assertion exits with 1."""
+    try:
+        main()
+    except AssertionError as e:
+        print(f"{name}: FAILED: {e}", file=sys.stderr)
+        print(f"{name}: 0 passed, 1 failed")
+        sys.exit(1)
+    print(f"{name}: 1 passed, 0 failed")

@@ -9,11 +9,10 @@ Usage: scripts/e2e/openapi_check.py [--max-examples N]
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import urllib.request
 
-from murmur_proc import Node
+from murmur_proc import Node, run_check
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
@@ -52,13 +51,7 @@ def main():
             assert [m["id"] for m in inbox] == [published["id"]], inbox
         finally:
             node.stop()
-    print("openapi: 1 passed, 0 failed")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        print(f"openapi check: FAILED: {e}", file=sys.stderr)
-        print("openapi: 0 passed, 1 failed")
-        sys.exit(1)
+    run_check("openapi", main)
