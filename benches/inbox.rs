@@ -19,6 +19,7 @@ fn insert(id: [u8; 32], topic: u8, ts: u64, done: Option<oneshot::Sender<Result<
         topic_id: [topic; 32],
         ts,
         envelope: vec![0xab; 400], // about a sealed 256-byte message
+        via: murmur::store::Via::Gossip,
         own_seq: None,
         client_key: None,
         event: None,

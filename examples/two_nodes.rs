@@ -44,8 +44,8 @@ async fn main() -> anyhow::Result<()> {
     let message = wait_for(&mut bob_events, |e| matches!(e, Event::Message { .. })).await?;
     println!("bob got: {}", message.to_human());
 
-    let id = bob.dm(&alice.peer_id().to_string(), "hi alice").await?;
-    println!("bob's direct message {id} was acknowledged");
+    let sent = bob.dm(&alice.peer_id().to_string(), "hi alice").await?;
+    println!("bob's direct message {} was acknowledged: {}", sent.id, !sent.queued);
     let dm = wait_for(&mut alice_events, |e| matches!(e, Event::Dm { .. })).await?;
     println!("alice got: {}", dm.to_human());
 

@@ -64,6 +64,24 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
 
+    /// Catch-up keeps and exchanges a topic's messages of the last DAYS days…
+    #[arg(long, value_name = "DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub retention_days: u64,
+
+    /// …and at most its newest N messages, whichever is fewer
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=20_000))]
+    pub retention_messages: u64,
+
+    /// Catch up with a topic peer again every SECONDS while connected (besides
+    /// at every new connection); 0: only at connection
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub sync_interval: u64,
+
+    /// How long an undelivered direct message waits in the outbox, retried
+    /// whenever its recipient is seen, before it fails with dm_failed (at most 82800 = 23 h)
+    #[arg(long, value_name = "SECONDS", default_value_t = 43_200, value_parser = clap::value_parser!(u64).range(1..=82_800))]
+    pub dm_expiry: u64,
+
     /// Benchmark baseline: no encryption and no inbox (used by `murmur bench --plain --procs`)
     #[arg(long, hide = true)]
     pub bench_plain: bool,
@@ -121,6 +139,12 @@ impl Cli {
             topics,
             mdns: !self.no_mdns,
             plain: self.bench_plain,
+            retention: crate::config::Retention {
+                max_age_ms: self.retention_days * 24 * 60 * 60 * 1000,
+                max_messages: self.retention_messages as usize,
+            },
+            sync_interval: (self.sync_interval > 0).then(|| std::time::Duration::from_secs(self.sync_interval)),
+            dm_expiry: std::time::Duration::from_secs(self.dm_expiry),
         })
     }
 }

@@ -19,10 +19,12 @@ commands:
   /pub [--id ID] TOPIC MESSAGE
                         publish to a topic (with --id: at most once per ID)
   MESSAGE               (a line without a leading /) publish to the topic last used
-  /dm PEER MESSAGE      direct message to a peer id or a connected peer's name
+  /dm PEER MESSAGE      direct message (end-to-end encrypted) to a peer id or a known
+                        peer's name; kept in the outbox and retried until delivered
   /inbox [TOPIC] [N]    the last N (default 20) stored messages, oldest first
   /peers                connected peers and their names
   /topics               subscribed topics
+  /pending              direct messages in the outbox and publishes waiting for a peer
   /whoami               this node's name, peer id and addresses
   /help                 this text
   /quit                 stop the node";
@@ -74,6 +76,8 @@ pub enum Command {
     Peers,
     /// `/topics`.
     Topics,
+    /// `/pending`.
+    Pending,
     /// `/whoami`.
     Whoami,
     /// `/help`.
@@ -235,6 +239,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "inbox" => parse_inbox(args),
         "peers" => no_args(args, Command::Peers, "/peers"),
         "topics" => no_args(args, Command::Topics, "/topics"),
+        "pending" | "outbox" => no_args(args, Command::Pending, "/pending"),
         "whoami" => no_args(args, Command::Whoami, "/whoami"),
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" => no_args(args, Command::Quit, "/quit"),

@@ -2,8 +2,11 @@
 //! decided, with defaults filled in.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use libp2p::Multiaddr;
+
+pub use crate::store::Retention;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -24,7 +27,22 @@ pub struct Config {
     /// ones without encryption, validation of the envelope or inbox writes
     /// (`murmur bench --plain`). Never for real use.
     pub plain: bool,
+    /// Which of a topic's messages catch-up exchanges (`/murmur/sync/1`).
+    pub retention: Retention,
+    /// How often to catch up again with a topic peer while connected (besides
+    /// at every new connection); `None`: only at connection.
+    pub sync_interval: Option<Duration>,
+    /// How long a direct message waits in the outbox before `dm_failed`.
+    pub dm_expiry: Duration,
 }
+
+/// Default of [`Config::sync_interval`].
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// Default of [`Config::dm_expiry`].
+pub const DEFAULT_DM_EXPIRY: Duration = Duration::from_secs(12 * 60 * 60);
+/// Longest [`Config::dm_expiry`]: a recipient refuses direct messages older than
+/// a day (replay window), so retrying longer could not succeed.
+pub const MAX_DM_EXPIRY: Duration = Duration::from_secs(23 * 60 * 60);
 
 impl Config {
     /// A configuration with the default listen addresses (TCP and QUIC on
@@ -38,6 +56,9 @@ impl Config {
             topics: Vec::new(),
             mdns: true,
             plain: false,
+            retention: Retention::default(),
+            sync_interval: Some(DEFAULT_SYNC_INTERVAL),
+            dm_expiry: DEFAULT_DM_EXPIRY,
         }
     }
 

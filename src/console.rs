@@ -194,8 +194,13 @@ impl Console {
                     error: "no topic yet: use /pub TOPIC MESSAGE (or /sub TOPIC) first".into(),
                 })),
             },
-            // dm_sent is emitted by the node once the recipient acknowledges.
+            // dm_sent (or dm_queued) is emitted by the node; nothing more to say.
             Command::Dm { to, msg } => self.node.dm(&to, &msg).await.map(|_| None),
+            Command::Pending => self
+                .node
+                .pending()
+                .await
+                .map(|(dms, publishes)| Some(Event::Pending { dms, publishes })),
             Command::Inbox { topic, limit } => self
                 .node
                 .inbox(topic.as_deref(), None, limit)

@@ -19,6 +19,14 @@ pub const TOPIC_KEY_INFO: &[u8] = b"murmur/v1 topic-key";
 /// HKDF info prefix for per-message keys; the envelope purpose byte follows it.
 pub const MESSAGE_INFO: &[u8] = b"murmur/v1 message";
 
+/// Salt prefix of the HKDF-Extract step of a direct-message pair key; both
+/// public keys follow it, in byte order.
+pub const DIRECT_SALT: &[u8] = b"murmur/v1 direct";
+/// HKDF info for a direct-message pair key.
+pub const DIRECT_KEY_INFO: &[u8] = b"murmur/v1 direct-key";
+/// Prefix of the recipient binding carried in a direct envelope's topic id field.
+pub const DIRECT_RECIPIENT_INFO: &[u8] = b"murmur/v1 direct-recipient";
+
 /// Length of an AES-GCM authentication tag.
 pub const TAG_LEN: usize = 16;
 
@@ -37,6 +45,55 @@ pub enum CryptoError {
     /// HKDF was asked for more output than it can give.
     #[error("invalid key derivation length")]
     InvalidLength,
+    /// A peer id (or our own key) is not an ed25519 key, so no direct-message key exists.
+    #[error("peer has no ed25519 key to encrypt direct messages to")]
+    NoDirectKey,
+}
+
+/// The key two peers share for direct messages, which only they can compute:
+/// X25519 between our ed25519 identity key and theirs (both in Montgomery
+/// form), then HKDF-SHA256 salted with both public keys in byte order.
+/// The same key seals both directions; the envelope's sender and recipient
+/// binding tell them apart.
+///
+/// # Errors
+/// [`CryptoError::NoDirectKey`] when either key is not ed25519 (or is a weak point).
+pub fn direct_key(local: &libp2p::identity::Keypair, peer: &libp2p::PeerId) -> Result<Key, CryptoError> {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    use sha2::Sha512;
+    let ours = local.clone().try_into_ed25519().map_err(|_| CryptoError::NoDirectKey)?;
+    let theirs = libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest())
+        .ok()
+        .and_then(|k| k.try_into_ed25519().ok())
+        .ok_or(CryptoError::NoDirectKey)?;
+    let hashed = Sha512::digest(ours.secret().as_ref());
+    let scalar: [u8; 32] = hashed[..32].try_into().expect("64-byte digest");
+    let their_point = CompressedEdwardsY(theirs.to_bytes())
+        .decompress()
+        .ok_or(CryptoError::NoDirectKey)?
+        .to_montgomery();
+    let shared = their_point.mul_clamped(scalar).to_bytes();
+    if shared == [0u8; 32] {
+        return Err(CryptoError::NoDirectKey);
+    }
+    let (a, b) = (ours.public().to_bytes(), theirs.to_bytes());
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut salt = Vec::with_capacity(DIRECT_SALT.len() + 64);
+    salt.extend_from_slice(DIRECT_SALT);
+    salt.extend_from_slice(&lo);
+    salt.extend_from_slice(&hi);
+    let mut key = [0u8; 32];
+    hkdf_sha256(&salt, &shared, DIRECT_KEY_INFO, &mut key)?;
+    Ok(key)
+}
+
+/// What a direct envelope carries in its topic id field: a hash of the
+/// recipient's peer id, so a message for one peer opens at no other.
+pub fn direct_recipient(peer: &libp2p::PeerId) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(DIRECT_RECIPIENT_INFO);
+    h.update(peer.to_bytes());
+    h.finalize().into()
 }
 
 /// HKDF-SHA256 (RFC 5869): extract with `salt` from `ikm`, then expand with `info` into `out`.
@@ -237,5 +294,23 @@ mod tests {
         assert!(keys.commits_to(&keys.commitment));
         // Purpose is part of the derivation.
         assert!(!MessageKeys::derive(&[7; 32], &[9; 32], 2).commits_to(&keys.commitment));
+    }
+
+    #[test]
+    fn both_peers_derive_the_same_direct_key_and_no_one_else_does() {
+        use libp2p::identity::Keypair;
+        let (a, b, c) = (
+            Keypair::generate_ed25519(),
+            Keypair::generate_ed25519(),
+            Keypair::generate_ed25519(),
+        );
+        let (pa, pb) = (a.public().to_peer_id(), b.public().to_peer_id());
+        let ab = direct_key(&a, &pb).unwrap();
+        assert_eq!(ab, direct_key(&b, &pa).unwrap());
+        assert_ne!(ab, direct_key(&c, &pb).unwrap());
+        assert_ne!(ab, direct_key(&c, &pa).unwrap());
+        assert_ne!(direct_recipient(&pa), direct_recipient(&pb));
+        // A peer id that carries no ed25519 public key.
+        assert_eq!(direct_key(&a, &libp2p::PeerId::random()), Err(CryptoError::NoDirectKey));
     }
 }

@@ -42,6 +42,9 @@ pub enum Purpose {
     Topic = 1,
     /// A direct message stored in the local inbox, sealed under the node's local key.
     DirectRecord = 2,
+    /// A direct message in transit (or in the sender's outbox), sealed under
+    /// the sender–recipient pair key; the topic id field binds the recipient.
+    Direct = 3,
 }
 
 impl Purpose {
@@ -50,6 +53,7 @@ impl Purpose {
         match b {
             1 => Some(Self::Topic),
             2 => Some(Self::DirectRecord),
+            3 => Some(Self::Direct),
             _ => None,
         }
     }

@@ -24,6 +24,29 @@ pub struct InboxItem {
     pub id: String,
     /// Unix milliseconds at the sender.
     pub ts: u64,
+    /// How it reached this node: `"gossip"`, `"sync"` (catch-up), `"direct"`
+    /// (a DM) or `"local"` (this node wrote it).
+    pub via: String,
+}
+
+/// A direct message waiting in the outbox for its recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// Message id (hex).
+    pub id: String,
+    /// Recipient peer id.
+    pub to: String,
+    /// The message body.
+    pub msg: String,
+    /// Unix ms when it was written.
+    pub ts: u64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Unix ms after which it fails with `dm_failed`.
+    pub expires: u64,
+    /// Why the last attempt failed, if one did.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_error: Option<String>,
 }
 
 /// A connected peer.
@@ -113,6 +136,8 @@ pub enum Event {
         id: String,
         /// Unix ms at the sender.
         ts: u64,
+        /// `"gossip"` (live) or `"sync"` (catch-up).
+        via: String,
     },
     /// A direct message arrived and is stored.
     Dm {
@@ -133,6 +158,43 @@ pub enum Event {
         to: String,
         /// Message id.
         id: String,
+    },
+    /// A direct message could not be delivered yet: it waits in the outbox and
+    /// is retried when the recipient is seen again.
+    DmQueued {
+        /// Recipient peer id.
+        to: String,
+        /// Message id.
+        id: String,
+        /// Why it could not go now.
+        reason: String,
+    },
+    /// A direct message was given up at its expiry (or refused by the recipient).
+    DmFailed {
+        /// Recipient peer id.
+        to: String,
+        /// Message id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A catch-up exchange with a peer for one topic finished.
+    Synced {
+        /// The peer.
+        peer: String,
+        /// Topic name.
+        topic: String,
+        /// Messages this node stored from the peer (new ones only).
+        received: u64,
+        /// Envelopes this node served to the peer.
+        sent: u64,
+    },
+    /// Answer to `/pending`.
+    Pending {
+        /// Direct messages in the outbox.
+        dms: Vec<OutboxItem>,
+        /// Published messages waiting for a subscribed peer, per topic.
+        publishes: std::collections::BTreeMap<String, usize>,
     },
     /// Answer to `/inbox`.
     Inbox {
@@ -212,9 +274,38 @@ impl Event {
                 }
                 s
             }
+            Event::Message { topic, from, msg, via, .. } if via == "sync" => {
+                format!("[{topic}] {from}: {msg} (caught up)")
+            }
             Event::Message { topic, from, msg, .. } => format!("[{topic}] {from}: {msg}"),
             Event::Dm { from, msg, .. } => format!("[dm] {from}: {msg}"),
             Event::DmSent { to, id } => format!("dm {} delivered to {to}", short(id)),
+            Event::DmQueued { to, id, reason } => {
+                format!("dm {} to {to} waits in the outbox ({reason}); it is retried when the peer is back", short(id))
+            }
+            Event::DmFailed { to, id, reason } => format!("dm {} to {to} failed: {reason}", short(id)),
+            Event::Synced {
+                peer,
+                topic,
+                received,
+                sent,
+            } => format!("caught up on {topic} with {peer}: {received} received, {sent} sent"),
+            Event::Pending { dms, publishes } if dms.is_empty() && publishes.is_empty() => "nothing pending".into(),
+            Event::Pending { dms, publishes } => publishes
+                .iter()
+                .map(|(t, n)| format!("{n} message(s) for {t} wait for a subscribed peer"))
+                .chain(dms.iter().map(|d| {
+                    format!(
+                        "dm {} to {}: {} (attempts {}{})",
+                        short(&d.id),
+                        d.to,
+                        d.msg,
+                        d.attempts,
+                        d.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
+                    )
+                }))
+                .collect::<Vec<_>>()
+                .join("\n"),
             Event::Inbox { messages } if messages.is_empty() => "inbox is empty".into(),
             Event::Inbox { messages } => messages
                 .iter()
@@ -272,10 +363,11 @@ mod tests {
             msg: "hello".into(),
             id: "ab".into(),
             ts: 5,
+            via: "gossip".into(),
         };
         assert_eq!(
             e.to_json(),
-            r#"{"event":"message","topic":"news","from":"alice","peer":"12D3","msg":"hello","id":"ab","ts":5}"#
+            r#"{"event":"message","topic":"news","from":"alice","peer":"12D3","msg":"hello","id":"ab","ts":5,"via":"gossip"}"#
         );
         assert_eq!(e.to_human(), "[news] alice: hello");
         let p = Event::PeerDiscovered {

@@ -47,6 +47,18 @@ pub struct Metrics {
     pub store_queue: Gauge,
     /// Inserts that failed (disk full, I/O error).
     pub store_errors: Counter,
+    /// Catch-up exchanges this node started and finished.
+    pub sync_sessions: Counter,
+    /// Messages newly stored from catch-up.
+    pub sync_received: Counter,
+    /// Envelopes served to peers catching up.
+    pub sync_sent: Counter,
+    /// Catch-up requests refused (not a member, over the rate limit, bad request).
+    pub sync_refused: Counter,
+    /// Direct messages waiting in the outbox.
+    pub outbox: Gauge,
+    /// Direct messages given up (expired or refused).
+    pub dms_failed: Counter,
 }
 
 impl Metrics {
@@ -96,6 +108,32 @@ impl Metrics {
             self.store_queue.clone(),
         );
         r.register("store_errors", "Inbox writes that failed", self.store_errors.clone());
+        r.register(
+            "sync_sessions",
+            "Catch-up exchanges this node started and finished",
+            self.sync_sessions.clone(),
+        );
+        r.register(
+            "sync_received",
+            "Messages newly stored from catch-up",
+            self.sync_received.clone(),
+        );
+        r.register(
+            "sync_sent",
+            "Envelopes served to peers catching up",
+            self.sync_sent.clone(),
+        );
+        r.register(
+            "sync_refused",
+            "Catch-up requests refused (not a member, rate limit, bad request)",
+            self.sync_refused.clone(),
+        );
+        r.register("outbox", "Direct messages waiting in the outbox", self.outbox.clone());
+        r.register(
+            "dms_failed",
+            "Direct messages given up (expired or refused)",
+            self.dms_failed.clone(),
+        );
     }
 
     /// Counts a dropped message.

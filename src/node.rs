@@ -115,6 +115,16 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+/// The result of a direct message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmOutcome {
+    /// Message id.
+    pub id: String,
+    /// False: the recipient acknowledged storing it. True: it could not be
+    /// delivered yet and waits in the outbox (`dm_sent` or `dm_failed` follows).
+    pub queued: bool,
+}
+
 /// Who this node is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Whoami {
@@ -188,6 +198,7 @@ impl Node {
         let startup = |e: &dyn std::fmt::Display| NodeError::Startup(e.to_string());
         ensure_private_dir(&config.data_dir).map_err(|e| startup(&e))?;
         let keypair = load_or_create_identity(&config.data_dir).map_err(|e| startup(&e))?;
+        let identity = keypair.clone();
         let keyring = Arc::new(RwLock::new(
             Keyring::load_or_create(&config.data_dir).map_err(|e| startup(&e))?,
         ));
@@ -228,16 +239,15 @@ impl Node {
         let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
         let mut event_loop = EventLoop::new(
             swarm,
-            config.name.clone(),
+            &config,
+            identity,
             requests_rx,
             events.clone(),
             store.clone(),
             keyring.clone(),
-            config.peers.clone(),
             next_seq,
             metrics,
             libp2p_metrics,
-            config.plain,
         );
         // Topics from the keyring (earlier runs), then those of the command line.
         let saved: Vec<_> = keyring.read().expect("keyring lock").subscribed().cloned().collect();
@@ -384,14 +394,28 @@ impl Node {
         self.submit(topic, msg, Some(key)).await?.await
     }
 
-    /// Sends a direct message to a peer id or a connected peer's name; returns
-    /// the message id once the recipient has acknowledged storing it.
+    /// Sends a direct message to a peer id or a known peer's name, sealed end
+    /// to end for it. Answers once the recipient has acknowledged storing it
+    /// (`queued: false`), or once the first attempt failed and the message
+    /// waits in the outbox (`queued: true`; retried until the expiry).
     ///
     /// # Errors
-    /// Unknown, ambiguous or unreachable peer, refusal, or a message over the limit.
-    pub async fn dm(&self, to: &str, msg: &str) -> Result<String, NodeError> {
+    /// Unknown or ambiguous name, refusal by the recipient, a full outbox, or
+    /// a message over the limit.
+    pub async fn dm(&self, to: &str, msg: &str) -> Result<DmOutcome, NodeError> {
         let (to, msg) = (to.to_owned(), msg.to_owned());
         self.call(|reply| Request::Dm { to, msg, reply }).await?
+    }
+
+    /// What waits: direct messages in the outbox, and publishes waiting for a
+    /// subscribed peer (per topic).
+    ///
+    /// # Errors
+    /// A stopped node.
+    pub async fn pending(
+        &self,
+    ) -> Result<(Vec<crate::event::OutboxItem>, std::collections::BTreeMap<String, usize>), NodeError> {
+        self.call(|reply| Request::Pending { reply }).await
     }
 
     /// Connected peers.
@@ -460,12 +484,15 @@ impl Node {
         let keyring = self.keyring.read().expect("keyring lock");
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
-            match open_stored(&keyring, row.purpose, &row.envelope) {
+            match open_stored(&keyring, row.purpose, &row.envelope, row.via.as_str()) {
                 Some(item) => items.push(item),
                 None => tracing::warn!(id = hex::encode(row.id), "an inbox record does not open; skipped"),
             }
         }
-        Ok(items)
+        // By sender timestamp; one sender's messages with equal timestamps in
+        // the order it sent them (its sequence number), however they arrived.
+        items.sort_by(|(a, a_seq), (b, b_seq)| a.ts.cmp(&b.ts).then(a.peer.cmp(&b.peer)).then(a_seq.cmp(b_seq)));
+        Ok(items.into_iter().map(|(item, _)| item).collect())
     }
 
     /// How many messages the inbox holds.
@@ -482,39 +509,49 @@ impl Node {
     }
 }
 
-/// Opens one stored envelope into an inbox item.
-fn open_stored(keyring: &Keyring, purpose: Purpose, bytes: &[u8]) -> Option<InboxItem> {
+/// Opens one stored envelope into an inbox item and its sender sequence number.
+fn open_stored(keyring: &Keyring, purpose: Purpose, bytes: &[u8], via: &str) -> Option<(InboxItem, u64)> {
     let envelope = Envelope::decode(bytes).ok()?;
     match purpose {
         Purpose::Topic => {
             let entry = keyring.by_id(&envelope.topic_id)?;
             let payload = envelope.open(&entry.key, Purpose::Topic, &entry.id).ok()?;
-            Some(InboxItem {
-                kind: "topic".into(),
-                topic: Some(entry.name.clone()),
-                from: payload.name,
-                peer: envelope.sender.to_string(),
-                to: None,
-                msg: payload.body,
-                id: envelope.id(),
-                ts: envelope.ts,
-            })
+            Some((
+                InboxItem {
+                    kind: "topic".into(),
+                    topic: Some(entry.name.clone()),
+                    from: payload.name,
+                    peer: envelope.sender.to_string(),
+                    to: None,
+                    msg: payload.body,
+                    id: envelope.id(),
+                    ts: envelope.ts,
+                    via: via.into(),
+                },
+                payload.seq,
+            ))
         }
         Purpose::DirectRecord => {
             let payload = envelope
                 .open(keyring.local_key(), Purpose::DirectRecord, &[0; 32])
                 .ok()?;
             let record: DmRecord = serde_json::from_str(&payload.body).ok()?;
-            Some(InboxItem {
-                kind: "dm".into(),
-                topic: None,
-                from: payload.name,
-                peer: envelope.sender.to_string(),
-                to: record.to,
-                msg: record.msg,
-                id: envelope.id(),
-                ts: envelope.ts,
-            })
+            Some((
+                InboxItem {
+                    kind: "dm".into(),
+                    topic: None,
+                    from: payload.name,
+                    peer: envelope.sender.to_string(),
+                    to: record.to,
+                    msg: record.msg,
+                    id: envelope.id(),
+                    ts: envelope.ts,
+                    via: via.into(),
+                },
+                payload.seq,
+            ))
         }
+        // Only in transit and in the outbox, never in the inbox.
+        Purpose::Direct => None,
     }
 }

@@ -33,6 +33,93 @@ pub enum StoreError {
     Closed,
 }
 
+/// (ts, id) of the messages a node holds of a topic, oldest first.
+pub type HeldIds = Vec<(u64, [u8; 32])>;
+
+/// How a stored message reached this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Via {
+    /// Written by this node (its own publish or sent DM).
+    #[default]
+    Local = 0,
+    /// Live gossip.
+    Gossip = 1,
+    /// Catch-up from a peer (`/murmur/sync/1`).
+    Sync = 2,
+    /// A direct message over `/murmur/dm/1`.
+    Direct = 3,
+}
+
+impl Via {
+    /// The name in events and inbox items.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Gossip => "gossip",
+            Self::Sync => "sync",
+            Self::Direct => "direct",
+        }
+    }
+
+    fn from_byte(b: u8) -> Self {
+        match b {
+            1 => Self::Gossip,
+            2 => Self::Sync,
+            3 => Self::Direct,
+            _ => Self::Local,
+        }
+    }
+}
+
+/// What a sync page read found: envelopes not in the asker's set, and where to go on.
+#[derive(Debug, Clone, Default)]
+pub struct SyncPage {
+    /// Sealed envelopes, in (ts, id) order.
+    pub envelopes: Vec<Vec<u8>>,
+    /// The last position examined.
+    pub next: crate::network::sync::Cursor,
+    /// Whether the page stopped before the end of the window.
+    pub more: bool,
+}
+
+/// Which of a topic's messages a sync exchange covers.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Messages older than this (by sender timestamp) are not exchanged.
+    pub max_age_ms: u64,
+    /// Only the newest this many messages per topic are exchanged.
+    pub max_messages: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age_ms: 7 * 24 * 60 * 60 * 1000,
+            max_messages: 10_000,
+        }
+    }
+}
+
+/// A direct message in the outbox: sealed end to end for its recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Message id.
+    pub id: [u8; 32],
+    /// Recipient peer id.
+    pub peer: String,
+    /// Unix ms when it was written (the envelope's timestamp).
+    pub ts: u64,
+    /// Unix ms after which it fails.
+    pub expires: u64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// The `Direct` envelope.
+    pub envelope: Vec<u8>,
+}
+
 /// One stored message, still sealed.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
@@ -44,6 +131,8 @@ pub struct StoredMessage {
     pub ts: u64,
     /// The sealed envelope bytes.
     pub envelope: Vec<u8>,
+    /// How it arrived.
+    pub via: Via,
 }
 
 /// What to read from the inbox.
@@ -69,6 +158,8 @@ pub struct Insert {
     pub ts: u64,
     /// Sealed envelope bytes.
     pub envelope: Vec<u8>,
+    /// How it arrived.
+    pub via: Via,
     /// Our own next sequence number to persist with this message, if it is ours.
     pub own_seq: Option<u64>,
     /// For an idempotent publish: the key of its client id (see `Node::publish_idempotent`).
@@ -94,6 +185,32 @@ enum Request {
     ClientId {
         key: [u8; 32],
         reply: oneshot::Sender<Result<Option<[u8; 32]>, StoreError>>,
+    },
+    SyncHave {
+        topic_id: [u8; 32],
+        retention: Retention,
+        now: u64,
+        reply: oneshot::Sender<Result<(u64, HeldIds), StoreError>>,
+    },
+    SyncPage {
+        topic_id: [u8; 32],
+        retention: Retention,
+        now: u64,
+        since: u64,
+        after: crate::network::sync::Cursor,
+        have: std::collections::HashSet<[u8; crate::network::sync::SHORT_ID_LEN]>,
+        reply: oneshot::Sender<Result<SyncPage, StoreError>>,
+    },
+    OutboxPut {
+        row: OutboxRow,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    OutboxDelete {
+        id: [u8; 32],
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    OutboxLoad {
+        reply: oneshot::Sender<Result<Vec<OutboxRow>, StoreError>>,
     },
     Close {
         reply: oneshot::Sender<()>,
@@ -196,6 +313,76 @@ impl Store {
         self.request(|reply| Request::ClientId { key, reply }).await
     }
 
+    /// The start of a topic's retention window (unix ms) and the (ts, id) of
+    /// every message in it, oldest first.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn sync_have(
+        &self,
+        topic_id: [u8; 32],
+        retention: Retention,
+        now: u64,
+    ) -> Result<(u64, HeldIds), StoreError> {
+        self.request(|reply| Request::SyncHave {
+            topic_id,
+            retention,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    /// One page of a topic's envelopes after `after`, within the retention
+    /// window and at or after `since`, leaving out those whose short id is in `have`.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn sync_page(
+        &self,
+        topic_id: [u8; 32],
+        retention: Retention,
+        now: u64,
+        since: u64,
+        after: crate::network::sync::Cursor,
+        have: std::collections::HashSet<[u8; crate::network::sync::SHORT_ID_LEN]>,
+    ) -> Result<SyncPage, StoreError> {
+        self.request(|reply| Request::SyncPage {
+            topic_id,
+            retention,
+            now,
+            since,
+            after,
+            have,
+            reply,
+        })
+        .await
+    }
+
+    /// Writes (or rewrites) an outbox entry durably.
+    ///
+    /// # Errors
+    /// When the write fails or the store is closed.
+    pub async fn outbox_put(&self, row: OutboxRow) -> Result<(), StoreError> {
+        self.request(|reply| Request::OutboxPut { row, reply }).await
+    }
+
+    /// Removes an outbox entry (delivered or given up).
+    ///
+    /// # Errors
+    /// When the write fails or the store is closed.
+    pub async fn outbox_delete(&self, id: [u8; 32]) -> Result<(), StoreError> {
+        self.request(|reply| Request::OutboxDelete { id, reply }).await
+    }
+
+    /// Every outbox entry, oldest first.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn outbox_load(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        self.request(|reply| Request::OutboxLoad { reply }).await
+    }
+
     /// How many messages the inbox holds.
     ///
     /// # Errors
@@ -233,8 +420,24 @@ fn open_connection(path: &PathBuf) -> Result<Connection, StoreError> {
          );
          CREATE INDEX IF NOT EXISTS messages_topic_ts ON messages (topic_id, ts);
          CREATE TABLE IF NOT EXISTS client_ids (key BLOB PRIMARY KEY, msg_id BLOB NOT NULL) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS outbox (
+             id         BLOB PRIMARY KEY,
+             peer       TEXT NOT NULL,
+             ts         INTEGER NOT NULL,
+             expires    INTEGER NOT NULL,
+             attempts   INTEGER NOT NULL,
+             last_error TEXT,
+             envelope   BLOB NOT NULL
+         );",
     )?;
+    // Added after the first release: how each message arrived.
+    let has_via: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('messages') WHERE name = 'via'")?
+        .exists([])?;
+    if !has_via {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN via INTEGER NOT NULL DEFAULT 0")?;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -310,6 +513,58 @@ impl StoreThread {
                     .map_err(StoreError::from);
                 let _ = reply.send(id);
             }
+            Request::SyncHave {
+                topic_id,
+                retention,
+                now,
+                reply,
+            } => {
+                let _ = reply.send(self.sync_have(&topic_id, retention, now));
+            }
+            Request::SyncPage {
+                topic_id,
+                retention,
+                now,
+                since,
+                after,
+                have,
+                reply,
+            } => {
+                let _ = reply.send(self.sync_page(&topic_id, retention, now, since, after, &have));
+            }
+            Request::OutboxPut { row, reply } => {
+                let result = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO outbox (id, peer, ts, expires, attempts, last_error, envelope)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            &row.id[..],
+                            row.peer,
+                            row.ts as i64,
+                            row.expires as i64,
+                            row.attempts,
+                            row.last_error,
+                            row.envelope
+                        ])
+                    })
+                    .map(drop)
+                    .map_err(StoreError::from);
+                let _ = reply.send(result);
+            }
+            Request::OutboxDelete { id, reply } => {
+                let result = self
+                    .conn
+                    .execute("DELETE FROM outbox WHERE id = ?1", [&id[..]])
+                    .map(drop)
+                    .map_err(StoreError::from);
+                let _ = reply.send(result);
+            }
+            Request::OutboxLoad { reply } => {
+                let _ = reply.send(self.outbox_load());
+            }
             Request::Insert(_) | Request::Close { .. } => unreachable!("handled by run"),
         }
     }
@@ -324,7 +579,7 @@ impl StoreThread {
             let mut fresh = Vec::with_capacity(batch.len());
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO messages (ts, id, purpose, topic_id, envelope) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT OR IGNORE INTO messages (ts, id, purpose, topic_id, envelope, via) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 let mut client = tx.prepare_cached("INSERT OR IGNORE INTO client_ids (key, msg_id) VALUES (?1, ?2)")?;
                 let mut seq = tx.prepare_cached(
@@ -337,7 +592,8 @@ impl StoreThread {
                         &m.id[..],
                         m.purpose as u8,
                         &m.topic_id[..],
-                        &m.envelope
+                        &m.envelope,
+                        m.via as u8
                     ])?;
                     if let Some(s) = m.own_seq {
                         seq.execute(params![s as i64])?;
@@ -390,7 +646,7 @@ impl StoreThread {
     }
 
     fn query(&self, q: &InboxQuery) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut sql = String::from("SELECT id, purpose, ts, envelope FROM messages WHERE ts >= ?1");
+        let mut sql = String::from("SELECT id, purpose, ts, envelope, via FROM messages WHERE ts >= ?1");
         if let Some(topics) = &q.topics {
             if topics.is_empty() {
                 return Ok(Vec::new());
@@ -409,11 +665,17 @@ impl StoreThread {
         let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
             let id: Vec<u8> = r.get(0)?;
             let purpose: u8 = r.get(1)?;
-            Ok((id, purpose, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?))
+            Ok((
+                id,
+                purpose,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, u8>(4)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, purpose, ts, envelope) = row?;
+            let (id, purpose, ts, envelope, via) = row?;
             let (Ok(id), Some(purpose)) = (<[u8; 32]>::try_from(id), Purpose::from_byte(purpose)) else {
                 tracing::warn!("skipping a malformed inbox row");
                 continue;
@@ -423,9 +685,118 @@ impl StoreThread {
                 purpose,
                 ts: ts as u64,
                 envelope,
+                via: Via::from_byte(via),
             });
         }
         out.reverse();
         Ok(out)
+    }
+
+    fn outbox_load(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, peer, ts, expires, attempts, last_error, envelope FROM outbox ORDER BY ts, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                OutboxRow {
+                    id: [0; 32],
+                    peer: r.get(1)?,
+                    ts: r.get::<_, i64>(2)? as u64,
+                    expires: r.get::<_, i64>(3)? as u64,
+                    attempts: r.get(4)?,
+                    last_error: r.get(5)?,
+                    envelope: r.get(6)?,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, row) = row?;
+            if let Ok(id) = <[u8; 32]>::try_from(id) {
+                out.push(OutboxRow { id, ..row });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The oldest sender timestamp a sync exchange of this topic covers:
+    /// inside the age limit, and no older than the topic's `max_messages`-th newest message.
+    fn window_start(&self, topic_id: &[u8; 32], retention: Retention, now: u64) -> Result<u64, StoreError> {
+        let by_age = now.saturating_sub(retention.max_age_ms);
+        let nth: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT ts FROM messages WHERE topic_id = ?1 ORDER BY ts DESC LIMIT 1 OFFSET ?2")?
+            .query_row(
+                params![&topic_id[..], retention.max_messages.saturating_sub(1) as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(by_age.max(nth.map_or(0, |t| t as u64)))
+    }
+
+    fn sync_have(
+        &self,
+        topic_id: &[u8; 32],
+        retention: Retention,
+        now: u64,
+    ) -> Result<(u64, HeldIds), StoreError> {
+        let start = self.window_start(topic_id, retention, now)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT ts, id FROM messages WHERE topic_id = ?1 AND ts >= ?2 ORDER BY ts, id LIMIT ?3")?;
+        let rows = stmt.query_map(
+            params![&topic_id[..], start as i64, retention.max_messages as i64],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (ts, id) = row?;
+            if let Ok(id) = <[u8; 32]>::try_from(id) {
+                out.push((ts as u64, id));
+            }
+        }
+        Ok((start, out))
+    }
+
+    fn sync_page(
+        &self,
+        topic_id: &[u8; 32],
+        retention: Retention,
+        now: u64,
+        since: u64,
+        after: crate::network::sync::Cursor,
+        have: &std::collections::HashSet<[u8; crate::network::sync::SHORT_ID_LEN]>,
+    ) -> Result<SyncPage, StoreError> {
+        use crate::network::sync::{short_id, Cursor, MAX_PAGE_ENVELOPES, PAGE_BYTES};
+        let start = self.window_start(topic_id, retention, now)?.max(since);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ts, id, envelope FROM messages
+             WHERE topic_id = ?1 AND ts >= ?2 AND (ts > ?3 OR (ts = ?3 AND id > ?4))
+             ORDER BY ts, id",
+        )?;
+        let mut rows = stmt.query(params![&topic_id[..], start as i64, after.ts as i64, &after.id[..]])?;
+        let mut page = SyncPage {
+            next: after,
+            ..SyncPage::default()
+        };
+        let mut bytes = 0;
+        while let Some(row) = rows.next()? {
+            if page.envelopes.len() >= MAX_PAGE_ENVELOPES || bytes >= PAGE_BYTES {
+                page.more = true;
+                break;
+            }
+            let ts = row.get::<_, i64>(0)? as u64;
+            let Ok(id) = <[u8; 32]>::try_from(row.get::<_, Vec<u8>>(1)?) else {
+                continue;
+            };
+            page.next = Cursor { ts, id };
+            if !have.contains(&short_id(&id)) {
+                let envelope: Vec<u8> = row.get(2)?;
+                bytes += envelope.len();
+                page.envelopes.push(envelope);
+            }
+        }
+        Ok(page)
     }
 }

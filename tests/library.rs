@@ -77,6 +77,7 @@ async fn the_store_keeps_a_duplicate_once_and_reports_it_once() {
         topic_id: [1; 32],
         ts: 1000,
         envelope: body.as_bytes().to_vec(),
+        via: murmur::store::Via::Gossip,
         own_seq: None,
         client_key: None,
         event: Some(Event::Error { error: body.into() }),

@@ -91,12 +91,16 @@ fn direct_messages_by_peer_id_and_by_name_are_acknowledged() {
     assert_eq!(inbox[1]["msg"], "hello by name");
     assert_eq!(inbox[1]["kind"], "dm");
 
-    // An unknown name and an unreachable peer id are clear errors.
+    // An unknown name is a clear error; a peer id that cannot be reached now
+    // is kept in the outbox, and /pending says so.
     let e = a.ask("/dm nobody hi", "error");
     assert!(e["error"].as_str().unwrap().contains("unknown peer \"nobody\""), "{e}");
     let stranger = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
-    let e = a.ask(&format!("/dm {stranger} hi"), "error");
-    assert!(e["error"].as_str().unwrap().contains("unreachable"), "{e}");
+    let queued = a.ask(&format!("/dm {stranger} hi"), "dm_queued");
+    assert_eq!(queued["to"], stranger);
+    let pending = a.ask("/pending", "pending");
+    assert_eq!(pending["dms"][0]["to"], stranger, "{pending}");
+    assert_eq!(pending["dms"][0]["msg"], "hi", "{pending}");
     let e = a.ask(&format!("/dm {} hi", a.peer_id), "error");
     assert!(e["error"].as_str().unwrap().contains("itself"), "{e}");
 }

@@ -145,6 +145,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/inbox/{user}", get(inbox))
         .route("/subscriptions/{user}", get(subscriptions))
         .route("/peers", get(peers))
+        .route("/outbox", get(outbox))
         .route("/events", get(events))
         .fallback(guard::not_found)
         .method_not_allowed_fallback(guard::method_not_allowed)
@@ -235,6 +236,13 @@ struct DmResponse {
     status: &'static str,
     id: String,
     to: String,
+    queued: bool,
+}
+
+#[derive(Serialize)]
+struct OutboxResponse {
+    dms: Vec<crate::event::OutboxItem>,
+    publishes: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Serialize)]
@@ -315,12 +323,18 @@ async fn publish(
 
 async fn dm(State(state): State<ApiState>, Body(req): Body<DmRequest>) -> Result<Json<DmResponse>, ApiError> {
     state.check_user(&req.user)?;
-    let id = state.node.dm(&req.to, &req.msg).await?;
+    let outcome = state.node.dm(&req.to, &req.msg).await?;
     Ok(Json(DmResponse {
-        status: "delivered",
-        id,
+        status: if outcome.queued { "queued" } else { "delivered" },
+        id: outcome.id,
         to: req.to,
+        queued: outcome.queued,
     }))
+}
+
+async fn outbox(State(state): State<ApiState>) -> Result<Json<OutboxResponse>, ApiError> {
+    let (dms, publishes) = state.node.pending().await?;
+    Ok(Json(OutboxResponse { dms, publishes }))
 }
 
 async fn inbox(

@@ -12,6 +12,7 @@ use libp2p::{gossipsub, identify, mdns, ping};
 use prometheus_client::registry::Registry;
 
 use super::dm::{DmCodec, PROTOCOL as DM_PROTOCOL};
+use super::sync::{SyncCodec, PROTOCOL as SYNC_PROTOCOL};
 use crate::crypto::sha256;
 use crate::envelope::MAX_ENVELOPE_BYTES;
 
@@ -21,6 +22,10 @@ pub const IDENTIFY_PROTOCOL: &str = "/murmur/1";
 pub const MAX_TRANSMIT_BYTES: usize = MAX_ENVELOPE_BYTES + 4 * 1024;
 /// How long a DM may wait for its acknowledgement.
 pub const DM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one catch-up page may take.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Catch-up requests one connection may have in flight (ours plus the peer's).
+pub const SYNC_MAX_STREAMS: usize = 8;
 /// How often each connection is pinged.
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one ping may take (the event loop's liveness watchdog, not this
@@ -36,8 +41,10 @@ pub const MDNS_TTL: Duration = Duration::from_secs(30);
 pub struct Behaviour {
     /// Topic messages.
     pub gossipsub: gossipsub::Behaviour,
-    /// Direct messages (`/murmur/dm/1`).
+    /// Direct messages (`/murmur/dm/2`).
     pub dm: request_response::Behaviour<DmCodec>,
+    /// Catch-up (`/murmur/sync/1`).
+    pub sync: request_response::Behaviour<SyncCodec>,
     /// LAN discovery; off with `--no-mdns`.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Exchanges names (in the agent version) and listen addresses.
@@ -95,6 +102,13 @@ impl Behaviour {
             [(DM_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(DM_TIMEOUT),
         );
+        let sync = request_response::Behaviour::with_codec(
+            SyncCodec,
+            [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(SYNC_TIMEOUT)
+                .with_max_concurrent_streams(SYNC_MAX_STREAMS),
+        );
         let mdns = if mdns_on {
             let config = mdns::Config {
                 ttl: MDNS_TTL,
@@ -111,6 +125,7 @@ impl Behaviour {
         Ok(Self {
             gossipsub,
             dm,
+            sync,
             mdns: mdns.into(),
             identify,
             ping: ping::Behaviour::new(

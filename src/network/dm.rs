@@ -1,9 +1,12 @@
-//! The direct-message protocol `/murmur/dm/1`: wire types and the
+//! The direct-message protocol `/murmur/dm/2`: wire types and the
 //! request-response codec. One request per stream; every read is bounded.
+//! The request carries one envelope of purpose `Direct`, sealed end to end
+//! under the sender–recipient pair key (`crypto::direct_key`), so neither a
+//! relay nor the sender's outbox on disk holds the body in plaintext.
 //!
 //! ```text
-//! request:  version:u8 = 1 | id:[32] | ts_ms:u64 | name_len:u8 | name | body (UTF-8, rest of stream)
-//! response: version:u8 = 1 | id:[32] | status:u8 (0 stored, 1 refused) | reason (UTF-8, rest)
+//! request:  version:u8 = 2 | envelope (rest of stream)
+//! response: version:u8 = 2 | id:[32] | status:u8 (0 stored, 1 refused) | reason (UTF-8, rest)
 //! ```
 
 use std::io;
@@ -11,30 +14,24 @@ use std::io;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
-use crate::envelope::{MAX_MESSAGE_BYTES, MAX_NAME_LEN};
+use crate::envelope::MAX_ENVELOPE_BYTES;
 
 /// The protocol name.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/dm/1");
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/dm/2");
 /// The wire version byte.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// The largest request a valid DM produces; anything longer is refused unread.
-pub const MAX_REQUEST_BYTES: usize = 1 + 32 + 8 + 1 + MAX_NAME_LEN + MAX_MESSAGE_BYTES;
+pub const MAX_REQUEST_BYTES: usize = 1 + MAX_ENVELOPE_BYTES;
 /// Longest refusal reason carried in a response.
 const MAX_REASON_BYTES: usize = 256;
 /// The largest response.
 const MAX_RESPONSE_BYTES: usize = 1 + 32 + 1 + MAX_REASON_BYTES;
 
-/// A direct message on the wire.
+/// A direct message on the wire: one sealed `Direct` envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmRequest {
-    /// Message id chosen by the sender.
-    pub id: [u8; 32],
-    /// Unix ms at the sender.
-    pub ts: u64,
-    /// The sender's display name.
-    pub name: String,
-    /// The body.
-    pub msg: String,
+    /// The envelope bytes (its salt is the message id).
+    pub envelope: Vec<u8>,
 }
 
 /// The recipient's answer.
@@ -53,46 +50,26 @@ fn invalid(what: &str) -> io::Error {
 impl DmRequest {
     /// Wire bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let name = crate::envelope::truncate_utf8(&self.name, MAX_NAME_LEN);
-        let mut out = Vec::with_capacity(42 + name.len() + self.msg.len());
+        let mut out = Vec::with_capacity(1 + self.envelope.len());
         out.push(VERSION);
-        out.extend_from_slice(&self.id);
-        out.extend_from_slice(&self.ts.to_be_bytes());
-        out.push(name.len() as u8);
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(self.msg.as_bytes());
+        out.extend_from_slice(&self.envelope);
         out
     }
 
-    /// Parses wire bytes. Never panics.
+    /// Parses wire bytes (the envelope itself is checked by its receiver). Never panics.
     ///
     /// # Errors
-    /// `InvalidData` naming the bad field.
+    /// `InvalidData` when empty, of another version, or too large.
     pub fn decode(bytes: &[u8]) -> io::Result<Self> {
         if bytes.len() > MAX_REQUEST_BYTES {
             return Err(invalid("direct message too large"));
         }
-        if bytes.len() < 42 || bytes[0] != VERSION {
-            return Err(invalid("malformed direct message"));
+        match bytes.split_first() {
+            Some((&VERSION, envelope)) => Ok(Self {
+                envelope: envelope.to_vec(),
+            }),
+            _ => Err(invalid("malformed direct message")),
         }
-        let id: [u8; 32] = bytes[1..33].try_into().expect("32 bytes");
-        let ts = u64::from_be_bytes(bytes[33..41].try_into().expect("8 bytes"));
-        let name_len = bytes[41] as usize;
-        let rest = &bytes[42..];
-        if name_len > MAX_NAME_LEN || rest.len() < name_len {
-            return Err(invalid("malformed direct message name"));
-        }
-        let name = std::str::from_utf8(&rest[..name_len]).map_err(|_| invalid("direct message name is not UTF-8"))?;
-        let msg = std::str::from_utf8(&rest[name_len..]).map_err(|_| invalid("direct message is not UTF-8"))?;
-        if msg.len() > MAX_MESSAGE_BYTES {
-            return Err(invalid("direct message too large"));
-        }
-        Ok(Self {
-            id,
-            ts,
-            name: name.to_owned(),
-            msg: msg.to_owned(),
-        })
     }
 }
 
@@ -131,7 +108,7 @@ impl DmResponse {
 }
 
 /// Reads the whole stream, refusing more than `max` bytes without buffering them.
-async fn read_bounded<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+pub(crate) async fn read_bounded<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     io.take(max as u64 + 1).read_to_end(&mut buf).await?;
     if buf.len() > max {
@@ -188,10 +165,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let req = DmRequest {
-            id: [3; 32],
-            ts: 42,
-            name: "alice".into(),
-            msg: "hi ✓".into(),
+            envelope: vec![1, 2, 3],
         };
         assert_eq!(DmRequest::decode(&req.encode()).unwrap(), req);
         for result in [Ok(()), Err("no".to_string())] {
@@ -218,8 +192,8 @@ mod tests {
         }
 
         #[test]
-        fn request_round_trip(id in any::<[u8; 32]>(), ts in any::<u64>(), name in "\\PC{0,20}", msg in "\\PC{0,100}") {
-            let req = DmRequest { id, ts, name: crate::envelope::truncate_utf8(&name, MAX_NAME_LEN).to_owned(), msg };
+        fn request_round_trip(envelope in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let req = DmRequest { envelope };
             prop_assert_eq!(DmRequest::decode(&req.encode()).unwrap(), req);
         }
     }

@@ -6,8 +6,14 @@
 // The NetworkBehaviour derive generates an undocumented event enum.
 #[allow(missing_docs)]
 pub mod behaviour;
+mod catchup;
 pub mod dm;
+mod outbox;
 pub mod redial;
+pub mod sync;
+
+pub use catchup::{SERVE_BUDGET, SERVE_WINDOW};
+pub use outbox::MAX_OUTBOX;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -16,22 +22,22 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, mdns, ping, Multiaddr, PeerId, Swarm};
-use rand::RngCore;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::config::Config;
 use crate::crypto::TopicKeys;
 use crate::envelope::{Envelope, Payload, Purpose};
-use crate::event::{Event, PeerSummary};
+use crate::event::{Event, OutboxItem, PeerSummary};
 use crate::keyring::{Keyring, TopicEntry};
 use crate::metrics::Metrics;
-use crate::node::{DmRecord, NodeError, Published, Whoami};
-use crate::store::{Insert, Store};
+use crate::node::{DmOutcome, NodeError, Published, Whoami};
+use crate::store::{Insert, Retention, Store, Via};
 use behaviour::{Behaviour, BehaviourEvent};
-use dm::{DmRequest, DmResponse};
+use dm::DmResponse;
 use redial::{Origin, Redialer};
 
 /// Messages published while no subscribed peer is known, held until one appears.
@@ -66,7 +72,10 @@ pub(crate) enum Request {
     Dm {
         to: String,
         msg: String,
-        reply: oneshot::Sender<Result<String, NodeError>>,
+        reply: oneshot::Sender<Result<DmOutcome, NodeError>>,
+    },
+    Pending {
+        reply: oneshot::Sender<(Vec<OutboxItem>, BTreeMap<String, usize>)>,
     },
     Peers {
         reply: oneshot::Sender<Vec<PeerSummary>>,
@@ -88,6 +97,30 @@ enum Completion {
         id: [u8; 32],
         result: Result<(), String>,
     },
+    /// The outbox was read at start.
+    OutboxLoaded(Vec<crate::store::OutboxRow>),
+    /// What we hold of a topic was read: ask the peer for the rest.
+    SyncStart {
+        peer: PeerId,
+        topic_id: [u8; 32],
+        since: u64,
+        have: Vec<(u64, [u8; 32])>,
+    },
+    /// A page of caught-up envelopes is stored: ask for the next one or finish.
+    SyncStored {
+        peer: PeerId,
+        topic_id: [u8; 32],
+        new: u64,
+        more: bool,
+        next: sync::Cursor,
+    },
+    /// A page for a peer catching up was read: send it.
+    SyncServe {
+        peer: PeerId,
+        topic_id: [u8; 32],
+        channel: ResponseChannel<sync::SyncResponse>,
+        response: sync::SyncResponse,
+    },
 }
 
 /// What the loop knows of a peer.
@@ -98,13 +131,6 @@ struct PeerState {
     /// Addresses mDNS currently vouches for (empty: not seen on the LAN).
     mdns_addrs: BTreeSet<Multiaddr>,
     connected: bool,
-}
-
-/// A DM waiting for its acknowledgement.
-struct PendingDm {
-    peer: PeerId,
-    request: DmRequest,
-    reply: oneshot::Sender<Result<String, NodeError>>,
 }
 
 /// Per subscribed topic: how many connected peers are known to be subscribed,
@@ -137,7 +163,28 @@ pub(crate) struct EventLoop {
     queued: HashMap<gossipsub::TopicHash, VecDeque<Vec<u8>>>,
     queued_total: usize,
     peers: HashMap<PeerId, PeerState>,
-    pending_dms: HashMap<OutboundRequestId, PendingDm>,
+    /// Direct messages not yet acknowledged (persisted in the store's outbox), by id.
+    outbox: BTreeMap<[u8; 32], outbox::OutboxEntry>,
+    /// Outbox entries whose delivery attempt is in flight.
+    dm_attempts: HashMap<OutboundRequestId, [u8; 32]>,
+    /// Our identity, for direct-message pair keys.
+    identity: libp2p::identity::Keypair,
+    /// Pair keys by peer (bounded cache).
+    direct_keys: HashMap<PeerId, crate::crypto::Key>,
+    /// How long a DM waits in the outbox.
+    dm_expiry: Duration,
+    /// Catch-up exchanges we are running, by (peer, topic id).
+    syncs: HashMap<(PeerId, [u8; 32]), catchup::SyncSession>,
+    /// Envelopes served per (peer, topic id) since our last exchange with it finished.
+    served: HashMap<(PeerId, [u8; 32]), u64>,
+    /// Serving budget per peer: window start and envelopes served in it.
+    serve_budget: HashMap<PeerId, (Instant, u64)>,
+    /// Which messages catch-up covers.
+    retention: Retention,
+    /// How often to catch up again while connected.
+    sync_interval: Option<Duration>,
+    /// Sender timestamp of our last publish (ours never go backwards).
+    last_ts: u64,
     listen_addrs: BTreeSet<Multiaddr>,
     /// `--peer` addresses, dialled at start.
     explicit_peers: Vec<Multiaddr>,
@@ -163,15 +210,14 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn random_id() -> [u8; 32] {
-    let mut id = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut id);
-    id
-}
-
 /// Whether a sender timestamp is within the accepted window around `now`.
 pub fn fresh(ts: u64, now: u64) -> bool {
-    ts + MAX_MESSAGE_AGE_MS >= now && ts <= now + MAX_CLOCK_SKEW_MS
+    fresh_within(ts, now, MAX_MESSAGE_AGE_MS)
+}
+
+/// Whether a sender timestamp is at most `max_age` ms old and not too far in the future.
+pub fn fresh_within(ts: u64, now: u64, max_age: u64) -> bool {
+    ts.saturating_add(max_age) >= now && ts <= now + MAX_CLOCK_SKEW_MS
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -185,21 +231,20 @@ impl EventLoop {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
-        name: String,
+        config: &Config,
+        identity: libp2p::identity::Keypair,
         requests: mpsc::Receiver<Request>,
         events: broadcast::Sender<Event>,
         store: Store,
         keyring: Arc<RwLock<Keyring>>,
-        explicit_peers: Vec<Multiaddr>,
         next_seq: u64,
         metrics: Metrics,
         libp2p_metrics: libp2p::metrics::Metrics,
-        plain: bool,
     ) -> Self {
         let (completions_tx, completions) = mpsc::channel(crate::store::STORE_QUEUE);
         Self {
             swarm,
-            name,
+            name: config.name.clone(),
             requests,
             events,
             completions_tx,
@@ -210,16 +255,26 @@ impl EventLoop {
             queued: HashMap::new(),
             queued_total: 0,
             peers: HashMap::new(),
-            pending_dms: HashMap::new(),
+            outbox: BTreeMap::new(),
+            dm_attempts: HashMap::new(),
+            identity,
+            direct_keys: HashMap::new(),
+            dm_expiry: config.dm_expiry,
+            syncs: HashMap::new(),
+            served: HashMap::new(),
+            serve_budget: HashMap::new(),
+            retention: config.retention,
+            sync_interval: if config.plain { None } else { config.sync_interval },
+            last_ts: 0,
             listen_addrs: BTreeSet::new(),
-            explicit_peers,
+            explicit_peers: config.peers.clone(),
             redialer: Redialer::default(),
             recent_client_keys: HashMap::new(),
             recent_client_order: VecDeque::new(),
             next_seq,
             metrics,
             libp2p_metrics,
-            plain,
+            plain: config.plain,
         }
     }
 
@@ -239,8 +294,12 @@ impl EventLoop {
             }
         }
         self.redial();
+        self.load_outbox();
         let mut redial = tokio::time::interval(REDIAL_TICK);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resync = tokio::time::interval(self.sync_interval.unwrap_or(Duration::from_secs(3600)));
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.reset();
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
@@ -248,8 +307,12 @@ impl EventLoop {
                     Some(Request::Shutdown) | None => break,
                     Some(request) => self.on_request(request).await,
                 },
-                Some(done) = self.completions.recv() => self.on_completion(done),
-                _ = redial.tick() => self.redial(),
+                Some(done) = self.completions.recv() => self.on_completion(done).await,
+                _ = redial.tick() => {
+                    self.redial();
+                    self.outbox_tick();
+                }
+                _ = resync.tick(), if self.sync_interval.is_some() => self.resync(),
             }
         }
         tracing::info!("event loop stopping");
@@ -294,7 +357,22 @@ impl EventLoop {
                 client_key,
                 reply,
             } => self.publish(&topic, msg, client_key, reply).await,
-            Request::Dm { to, msg, reply } => self.send_dm(&to, msg, reply),
+            Request::Dm { to, msg, reply } => self.send_dm(&to, msg, reply).await,
+            Request::Pending { reply } => {
+                let publishes = self
+                    .queued
+                    .iter()
+                    .filter_map(|(hash, q)| {
+                        let name = self.topics.get(hash).map(|t| t.name.clone()).or_else(|| {
+                            let keyring = self.keyring.read().expect("keyring lock");
+                            let entry = keyring.all().find(|e| e.keys().wire_topic() == hash.as_str());
+                            entry.map(|e| e.name.clone())
+                        })?;
+                        Some((name, q.len()))
+                    })
+                    .collect();
+                let _ = reply.send((self.outbox_items(), publishes));
+            }
             Request::Peers { reply } => {
                 let _ = reply.send(self.peer_summaries());
             }
@@ -352,6 +430,7 @@ impl EventLoop {
             .cloned()
             .expect("just added");
         self.join(entry)?;
+        self.sync_topic_peers(&hash);
         if open {
             tracing::warn!(topic, "open topic: anyone who knows its name can read it");
         }
@@ -448,7 +527,9 @@ impl EventLoop {
             body: msg,
         };
         let local = *self.swarm.local_peer_id();
-        let envelope = Envelope::seal(&entry.key, Purpose::Topic, entry.id, local, now_ms(), &payload);
+        // Our timestamps never go backwards, so our messages sort in the order sent.
+        self.last_ts = now_ms().max(self.last_ts);
+        let envelope = Envelope::seal(&entry.key, Purpose::Topic, entry.id, local, self.last_ts, &payload);
         let bytes = envelope.encode();
         let queued = match self
             .swarm
@@ -496,6 +577,7 @@ impl EventLoop {
             topic_id: entry.id,
             ts: envelope.ts,
             envelope: bytes,
+            via: Via::Local,
             own_seq: Some(self.next_seq),
             client_key,
             event: Some(Event::Published {
@@ -620,43 +702,6 @@ impl EventLoop {
         }
     }
 
-    fn send_dm(&mut self, to: &str, msg: String, reply: oneshot::Sender<Result<String, NodeError>>) {
-        if let Err(e) = crate::commands::validate_message(&msg) {
-            let _ = reply.send(Err(e.into()));
-            return;
-        }
-        let peer = match self.resolve_peer(to) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        if &peer == self.swarm.local_peer_id() {
-            let _ = reply.send(Err(NodeError::SelfDm));
-            return;
-        }
-        let known = self
-            .peers
-            .get(&peer)
-            .is_some_and(|s| s.connected || !s.addrs.is_empty());
-        if !known && !self.swarm.is_connected(&peer) {
-            let _ = reply.send(Err(NodeError::Unreachable {
-                peer: peer.to_string(),
-                reason: "not connected and no known address".into(),
-            }));
-            return;
-        }
-        let request = DmRequest {
-            id: random_id(),
-            ts: now_ms(),
-            name: self.name.clone(),
-            msg,
-        };
-        let request_id = self.swarm.behaviour_mut().dm.send_request(&peer, request.clone());
-        self.pending_dms.insert(request_id, PendingDm { peer, request, reply });
-    }
-
     fn peer_summaries(&self) -> Vec<PeerSummary> {
         let mut peers: Vec<PeerSummary> = self
             .peers
@@ -672,7 +717,7 @@ impl EventLoop {
         peers
     }
 
-    fn on_completion(&mut self, done: Completion) {
+    async fn on_completion(&mut self, done: Completion) {
         match done {
             Completion::DmStored { channel, id, result } => {
                 if self
@@ -685,6 +730,26 @@ impl EventLoop {
                     tracing::debug!("dm sender went away before the acknowledgement");
                 }
             }
+            Completion::OutboxLoaded(rows) => self.outbox_loaded(rows),
+            Completion::SyncStart {
+                peer,
+                topic_id,
+                since,
+                have,
+            } => self.sync_started(peer, topic_id, since, have),
+            Completion::SyncStored {
+                peer,
+                topic_id,
+                new,
+                more,
+                next,
+            } => self.sync_page_stored(peer, topic_id, new, more, next),
+            Completion::SyncServe {
+                peer,
+                topic_id,
+                channel,
+                response,
+            } => self.sync_serve(peer, topic_id, channel, response),
         }
     }
 
@@ -718,6 +783,7 @@ impl EventLoop {
                     self.emit(Event::PeerConnected {
                         peer: peer_id.to_string(),
                     });
+                    self.retry_dms_to(&peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -726,6 +792,7 @@ impl EventLoop {
                 ..
             } => {
                 if num_established == 0 {
+                    self.served.retain(|(p, _), _| *p != peer_id);
                     if let Some(state) = self.peers.get_mut(&peer_id) {
                         state.connected = false;
                     }
@@ -754,11 +821,12 @@ impl EventLoop {
             BehaviourEvent::Gossipsub(e) => self.libp2p_metrics.record(e),
             BehaviourEvent::Identify(e) => self.libp2p_metrics.record(e),
             BehaviourEvent::Ping(e) => self.libp2p_metrics.record(e),
-            BehaviourEvent::Dm(_) | BehaviourEvent::Mdns(_) => {}
+            BehaviourEvent::Dm(_) | BehaviourEvent::Sync(_) | BehaviourEvent::Mdns(_) => {}
         }
         match event {
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub(event).await,
             BehaviourEvent::Dm(event) => self.on_dm(event).await,
+            BehaviourEvent::Sync(event) => self.on_sync(event).await,
             BehaviourEvent::Mdns(event) => self.on_mdns(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if info.protocol_version != behaviour::IDENTIFY_PROTOCOL {
@@ -775,7 +843,7 @@ impl EventLoop {
             BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
-                result: Err(e),
+                result: Err(e @ (ping::Failure::Timeout | ping::Failure::Other { .. })),
             }) => {
                 // A connection that stops answering pings is dead (a pulled cable
                 // sends no FIN): close it so the peer is redialled when it is back.
@@ -857,6 +925,7 @@ impl EventLoop {
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 tracing::debug!(%peer_id, %topic, "peer subscribed");
                 self.flush_queued(&topic);
+                self.start_sync(peer_id, &topic, true);
             }
             gossipsub::Event::SlowPeer {
                 peer_id,
@@ -882,21 +951,47 @@ impl EventLoop {
                 msg: String::from_utf8_lossy(&message.data).into_owned(),
                 id: hex::encode(crate::crypto::sha256(&message.data)),
                 ts: now_ms(),
+                via: Via::Gossip.as_str().into(),
             });
             return Ok(());
         }
-        let envelope = match Envelope::decode(&message.data) {
+        let insert = self.open_topic_message(&entry, &message.data, message.source, Via::Gossip)?;
+        if self.store.insert(insert).await.is_err() {
+            tracing::error!("inbox closed; message not stored");
+        }
+        Ok(())
+    }
+
+    /// Checks one topic envelope as every received one is checked (format,
+    /// sender, age, key) and makes its inbox insert. `source` is the peer that
+    /// signed it on gossipsub (`None` for catch-up, which carries no gossipsub
+    /// signature); envelopes from catch-up may be as old as the retention
+    /// window, live ones at most [`MAX_MESSAGE_AGE_MS`]. `Err` names the drop reason,
+    /// which is counted.
+    fn open_topic_message(
+        &self,
+        entry: &TopicEntry,
+        data: &[u8],
+        source: Option<PeerId>,
+        via: Via,
+    ) -> Result<Insert, &'static str> {
+        let envelope = match Envelope::decode(data) {
             Ok(e) => e,
             Err(_) => {
                 self.metrics.drop("malformed");
                 return Err("malformed envelope");
             }
         };
-        if message.source != Some(envelope.sender) {
+        if via == Via::Gossip && source != Some(envelope.sender) {
             self.metrics.drop("forged_sender");
             return Err("sender is not the signing peer");
         }
-        if !fresh(envelope.ts, now_ms()) {
+        let max_age = if via == Via::Sync {
+            self.retention.max_age_ms
+        } else {
+            MAX_MESSAGE_AGE_MS
+        };
+        if !fresh_within(envelope.ts, now_ms(), max_age) {
             self.metrics.drop("stale");
             return Err("timestamp out of the accepted window");
         }
@@ -914,167 +1009,20 @@ impl EventLoop {
             msg: payload.body,
             id: envelope.id(),
             ts: envelope.ts,
+            via: via.as_str().into(),
         };
-        let insert = Insert {
+        Ok(Insert {
             id: envelope.salt,
             purpose: Purpose::Topic,
             topic_id: entry.id,
             ts: envelope.ts,
-            envelope: message.data.clone(),
+            envelope: data.to_vec(),
+            via,
             own_seq: None,
             client_key: None,
             event: Some(event),
             done: None,
-        };
-        if self.store.insert(insert).await.is_err() {
-            tracing::error!("inbox closed; message not stored");
-        }
-        Ok(())
-    }
-
-    async fn on_dm(&mut self, event: request_response::Event<DmRequest, DmResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.receive_dm(peer, request, channel).await;
-                }
-                request_response::Message::Response { request_id, response } => {
-                    let Some(pending) = self.pending_dms.remove(&request_id) else {
-                        return;
-                    };
-                    match response.result {
-                        Ok(()) if response.id == pending.request.id => self.record_sent_dm(pending).await,
-                        Ok(()) => {
-                            let _ = pending.reply.send(Err(NodeError::Refused {
-                                peer: pending.peer.to_string(),
-                                reason: "acknowledged another message id".into(),
-                            }));
-                        }
-                        Err(reason) => {
-                            let _ = pending.reply.send(Err(NodeError::Refused {
-                                peer: pending.peer.to_string(),
-                                reason,
-                            }));
-                        }
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                request_id,
-                error,
-                peer,
-                ..
-            } => {
-                if let Some(pending) = self.pending_dms.remove(&request_id) {
-                    let _ = pending.reply.send(Err(NodeError::Unreachable {
-                        peer: peer.to_string(),
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, "inbound dm failed: {error}");
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    async fn receive_dm(&mut self, peer: PeerId, request: DmRequest, channel: ResponseChannel<DmResponse>) {
-        let id = request.id;
-        if !fresh(request.ts, now_ms()) {
-            self.metrics.drop("stale");
-            let _ = self.swarm.behaviour_mut().dm.send_response(
-                channel,
-                DmResponse {
-                    id,
-                    result: Err("timestamp out of the accepted window".into()),
-                },
-            );
-            return;
-        }
-        let record = DmRecord {
-            msg: request.msg.clone(),
-            to: None,
-        };
-        let event = Event::Dm {
-            from: request.name.clone(),
-            peer: peer.to_string(),
-            msg: request.msg,
-            id: hex::encode(id),
-            ts: request.ts,
-        };
-        let insert = self.dm_insert(peer, &request.name, request.ts, id, &record, event);
-        let (done, stored) = oneshot::channel();
-        let insert = Insert {
-            done: Some(done),
-            ..insert
-        };
-        if self.store.insert(insert).await.is_err() {
-            return;
-        }
-        let completions = self.completions_tx.clone();
-        tokio::spawn(async move {
-            let result = match stored.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(_)) => Err("recipient could not store the message".to_owned()),
-                Err(_) => Err("recipient is shutting down".to_owned()),
-            };
-            let _ = completions.send(Completion::DmStored { channel, id, result }).await;
-        });
-    }
-
-    async fn record_sent_dm(&mut self, pending: PendingDm) {
-        let local = *self.swarm.local_peer_id();
-        let id = hex::encode(pending.request.id);
-        let record = DmRecord {
-            msg: pending.request.msg.clone(),
-            to: Some(pending.peer.to_string()),
-        };
-        let event = Event::DmSent {
-            to: pending.peer.to_string(),
-            id: id.clone(),
-        };
-        let name = self.name.clone();
-        let insert = self.dm_insert(local, &name, pending.request.ts, pending.request.id, &record, event);
-        let (done, stored) = oneshot::channel();
-        let insert = Insert {
-            done: Some(done),
-            ..insert
-        };
-        if let Err(e) = self.store.insert(insert).await {
-            let _ = pending.reply.send(Err(NodeError::Store(e.to_string())));
-            return;
-        }
-        tokio::spawn(async move {
-            let result = match stored.await {
-                Ok(Ok(_)) => Ok(id),
-                Ok(Err(e)) => Err(NodeError::Store(e)),
-                Err(_) => Err(NodeError::Stopped),
-            };
-            let _ = pending.reply.send(result);
-        });
-    }
-
-    /// Seals a direct-message record under the local key.
-    fn dm_insert(&self, author: PeerId, name: &str, ts: u64, id: [u8; 32], record: &DmRecord, event: Event) -> Insert {
-        let local_key = *self.keyring.read().expect("keyring lock").local_key();
-        let payload = Payload {
-            seq: 0,
-            name: name.to_owned(),
-            body: serde_json::to_string(record).expect("record serializes"),
-        };
-        let envelope = Envelope::seal_with_salt(&local_key, Purpose::DirectRecord, [0; 32], author, ts, id, &payload);
-        Insert {
-            id,
-            purpose: Purpose::DirectRecord,
-            topic_id: [0; 32],
-            ts,
-            envelope: envelope.encode(),
-            own_seq: None,
-            client_key: None,
-            event: Some(event),
-            done: None,
-        }
+        })
     }
 }
 

@@ -1,0 +1,538 @@
+//! Reliable direct messages, driven from the event loop: every DM is sealed
+//! end to end for its recipient, written durably to the outbox, then sent
+//! over `/murmur/dm/2`; it leaves the outbox only on the recipient's
+//! acknowledgement (`dm_sent`) or at its expiry (`dm_failed`). Undelivered
+//! ones are retried with backoff, and at once when the recipient connects.
+//! Also the receiving side: check, open, store, then acknowledge.
+
+use std::time::{Duration, Instant};
+
+use libp2p::request_response::{self, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::PeerId;
+use tokio::sync::oneshot;
+
+use super::dm::{DmRequest, DmResponse};
+use super::{fresh, now_ms, Completion, EventLoop};
+use crate::crypto::{direct_key, direct_recipient, Key};
+use crate::envelope::{Envelope, Payload, Purpose};
+use crate::event::{Event, OutboxItem};
+use crate::node::{DmOutcome, DmRecord, NodeError};
+use crate::store::{Insert, OutboxRow, Via};
+
+/// Most direct messages the outbox holds; more are refused until some leave.
+pub const MAX_OUTBOX: usize = 1024;
+/// Longest wait between two attempts at one message.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// Pair keys kept in memory (the cache is emptied when full).
+const MAX_DIRECT_KEYS: usize = 4096;
+
+/// A direct message not yet acknowledged.
+pub(super) struct OutboxEntry {
+    peer: PeerId,
+    /// The sealed `Direct` envelope, sent as is on every attempt.
+    envelope: Vec<u8>,
+    /// The body, for `/pending` and our own inbox record.
+    msg: String,
+    ts: u64,
+    expires: u64,
+    attempts: u32,
+    last_error: Option<String>,
+    next_attempt: Instant,
+    in_flight: bool,
+    /// The caller of `/dm`, answered at the first outcome (delivered, queued or refused).
+    reply: Option<oneshot::Sender<Result<DmOutcome, NodeError>>>,
+}
+
+impl OutboxEntry {
+    fn row(&self, id: [u8; 32]) -> OutboxRow {
+        OutboxRow {
+            id,
+            peer: self.peer.to_string(),
+            ts: self.ts,
+            expires: self.expires,
+            attempts: self.attempts,
+            last_error: self.last_error.clone(),
+            envelope: self.envelope.clone(),
+        }
+    }
+}
+
+impl EventLoop {
+    /// The key we share with `peer` for direct messages.
+    fn pair_key(&mut self, peer: &PeerId) -> Option<Key> {
+        if let Some(key) = self.direct_keys.get(peer) {
+            return Some(*key);
+        }
+        let key = direct_key(&self.identity, peer).ok()?;
+        if self.direct_keys.len() >= MAX_DIRECT_KEYS {
+            self.direct_keys.clear();
+        }
+        self.direct_keys.insert(*peer, key);
+        Some(key)
+    }
+
+    /// Reads the outbox left by an earlier run.
+    pub(super) fn load_outbox(&mut self) {
+        if self.plain {
+            return;
+        }
+        let (store, done) = (self.store.clone(), self.completions_tx.clone());
+        tokio::spawn(async move {
+            match store.outbox_load().await {
+                Ok(rows) => {
+                    let _ = done.send(Completion::OutboxLoaded(rows)).await;
+                }
+                Err(e) => tracing::error!("cannot read the outbox: {e}"),
+            }
+        });
+    }
+
+    pub(super) fn outbox_loaded(&mut self, rows: Vec<OutboxRow>) {
+        let local = *self.swarm.local_peer_id();
+        for row in rows {
+            let Ok(peer) = row.peer.parse::<PeerId>() else {
+                continue;
+            };
+            let Some(key) = self.pair_key(&peer) else {
+                continue;
+            };
+            let opened = Envelope::decode(&row.envelope)
+                .ok()
+                .filter(|e| e.sender == local)
+                .and_then(|e| e.open(&key, Purpose::Direct, &direct_recipient(&peer)).ok());
+            let Some(payload) = opened else {
+                tracing::warn!(id = hex::encode(row.id), "an outbox entry does not open; skipped");
+                continue;
+            };
+            self.outbox.insert(
+                row.id,
+                OutboxEntry {
+                    peer,
+                    envelope: row.envelope,
+                    msg: payload.body,
+                    ts: row.ts,
+                    expires: row.expires,
+                    attempts: row.attempts,
+                    last_error: row.last_error,
+                    next_attempt: Instant::now(),
+                    in_flight: false,
+                    reply: None,
+                },
+            );
+        }
+        self.metrics.outbox.set(self.outbox.len() as i64);
+        if !self.outbox.is_empty() {
+            tracing::info!(count = self.outbox.len(), "direct messages wait in the outbox");
+        }
+        self.outbox_tick();
+    }
+
+    /// `/dm`: seals the message for its recipient, stores it in the outbox, sends it.
+    pub(super) async fn send_dm(
+        &mut self,
+        to: &str,
+        msg: String,
+        reply: oneshot::Sender<Result<DmOutcome, NodeError>>,
+    ) {
+        if let Err(e) = crate::commands::validate_message(&msg) {
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+        let peer = match self.resolve_peer(to) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let local = *self.swarm.local_peer_id();
+        if peer == local {
+            let _ = reply.send(Err(NodeError::SelfDm));
+            return;
+        }
+        if self.outbox.len() >= MAX_OUTBOX {
+            let _ = reply.send(Err(NodeError::QueueFull(MAX_OUTBOX)));
+            return;
+        }
+        let Some(key) = self.pair_key(&peer) else {
+            let _ = reply.send(Err(NodeError::Unreachable {
+                peer: peer.to_string(),
+                reason: "its peer id carries no ed25519 key to encrypt to".into(),
+            }));
+            return;
+        };
+        let ts = now_ms();
+        let payload = Payload {
+            seq: 0,
+            name: self.name.clone(),
+            body: msg,
+        };
+        let envelope = Envelope::seal(&key, Purpose::Direct, direct_recipient(&peer), local, ts, &payload);
+        let id = envelope.salt;
+        let entry = OutboxEntry {
+            peer,
+            envelope: envelope.encode(),
+            msg: payload.body,
+            ts,
+            expires: ts + self.dm_expiry.as_millis() as u64,
+            attempts: 0,
+            last_error: None,
+            next_attempt: Instant::now(),
+            in_flight: false,
+            reply: None,
+        };
+        // Durable before it is sent: a crash from here on loses nothing.
+        if let Err(e) = self.store.outbox_put(entry.row(id)).await {
+            let _ = reply.send(Err(NodeError::Store(e.to_string())));
+            return;
+        }
+        self.outbox.insert(
+            id,
+            OutboxEntry {
+                reply: Some(reply),
+                ..entry
+            },
+        );
+        self.metrics.outbox.set(self.outbox.len() as i64);
+        self.attempt_dm(id);
+    }
+
+    /// Sends one outbox entry (dialling its recipient's known addresses when not connected).
+    fn attempt_dm(&mut self, id: [u8; 32]) {
+        let Some(entry) = self.outbox.get_mut(&id) else {
+            return;
+        };
+        entry.attempts += 1;
+        entry.in_flight = true;
+        let (peer, envelope) = (entry.peer, entry.envelope.clone());
+        if !self.swarm.is_connected(&peer) {
+            let addrs: Vec<_> = self
+                .peers
+                .get(&peer)
+                .map(|s| s.addrs.iter().cloned().collect())
+                .unwrap_or_default();
+            if !addrs.is_empty() {
+                let opts = DialOpts::peer_id(peer)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .addresses(addrs)
+                    .build();
+                let _ = self.swarm.dial(opts);
+            }
+        }
+        let request = self
+            .swarm
+            .behaviour_mut()
+            .dm
+            .send_request(&peer, DmRequest { envelope });
+        self.dm_attempts.insert(request, id);
+    }
+
+    /// Sends every waiting DM to `peer` now (it just connected).
+    pub(super) fn retry_dms_to(&mut self, peer: &PeerId) {
+        let ids: Vec<[u8; 32]> = self
+            .outbox
+            .iter()
+            .filter(|(_, e)| &e.peer == peer && !e.in_flight)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.attempt_dm(id);
+        }
+    }
+
+    /// Fails expired entries; retries those whose backoff has passed and
+    /// whose recipient is connected or has a known address.
+    pub(super) fn outbox_tick(&mut self) {
+        let (now, instant) = (now_ms(), Instant::now());
+        let mut expired = Vec::new();
+        let mut due = Vec::new();
+        for (id, e) in &self.outbox {
+            if e.in_flight {
+                continue;
+            }
+            if now >= e.expires {
+                expired.push(*id);
+            } else if instant >= e.next_attempt
+                && (self.swarm.is_connected(&e.peer) || self.peers.get(&e.peer).is_some_and(|s| !s.addrs.is_empty()))
+            {
+                due.push(*id);
+            }
+        }
+        for id in expired {
+            let reason = match self.outbox.get(&id) {
+                Some(e) => format!(
+                    "not delivered before its expiry ({} attempt(s); last error: {})",
+                    e.attempts,
+                    e.last_error.as_deref().unwrap_or("recipient never seen")
+                ),
+                None => continue,
+            };
+            self.dm_failed(id, reason);
+        }
+        for id in due {
+            self.attempt_dm(id);
+        }
+    }
+
+    /// What `/pending` lists.
+    pub(super) fn outbox_items(&self) -> Vec<OutboxItem> {
+        self.outbox
+            .iter()
+            .map(|(id, e)| OutboxItem {
+                id: hex::encode(id),
+                to: e.peer.to_string(),
+                msg: e.msg.clone(),
+                ts: e.ts,
+                attempts: e.attempts,
+                expires: e.expires,
+                last_error: e.last_error.clone(),
+            })
+            .collect()
+    }
+
+    pub(super) async fn on_dm(&mut self, event: request_response::Event<DmRequest, DmResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.receive_dm(peer, request, channel).await;
+                }
+                request_response::Message::Response { request_id, response } => {
+                    let Some(id) = self.dm_attempts.remove(&request_id) else {
+                        return;
+                    };
+                    match response.result {
+                        Ok(()) if response.id == id => self.dm_delivered(id).await,
+                        Ok(()) => self.dm_refused(id, peer, "acknowledged another message id".into()),
+                        Err(reason) => self.dm_refused(id, peer, reason),
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(id) = self.dm_attempts.remove(&request_id) {
+                    self.dm_undelivered(id, error.to_string());
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound dm failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// An attempt failed (unreachable, timed out): back off and keep it.
+    fn dm_undelivered(&mut self, id: [u8; 32], reason: String) {
+        let Some(e) = self.outbox.get_mut(&id) else {
+            return;
+        };
+        e.in_flight = false;
+        e.last_error = Some(reason.clone());
+        let delay = Duration::from_secs(1 << e.attempts.saturating_sub(1).min(6)).min(MAX_RETRY_DELAY);
+        e.next_attempt = Instant::now() + delay;
+        tracing::debug!(peer = %e.peer, attempts = e.attempts, "dm not delivered: {reason}");
+        let row = e.row(id);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.outbox_put(row).await {
+                tracing::warn!("cannot update the outbox: {e}");
+            }
+        });
+        if let Some(reply) = e.reply.take() {
+            let to = e.peer.to_string();
+            let _ = reply.send(Ok(DmOutcome {
+                id: hex::encode(id),
+                queued: true,
+            }));
+            self.emit(Event::DmQueued {
+                to,
+                id: hex::encode(id),
+                reason,
+            });
+        }
+    }
+
+    /// The recipient refused the message: it will not take it later either.
+    fn dm_refused(&mut self, id: [u8; 32], peer: PeerId, reason: String) {
+        if let Some(e) = self.outbox.get_mut(&id) {
+            if let Some(reply) = e.reply.take() {
+                let _ = reply.send(Err(NodeError::Refused {
+                    peer: peer.to_string(),
+                    reason: reason.clone(),
+                }));
+            }
+        }
+        self.dm_failed(id, format!("refused by the recipient: {reason}"));
+    }
+
+    /// Gives a message up: out of the outbox, `dm_failed` reported.
+    fn dm_failed(&mut self, id: [u8; 32], reason: String) {
+        let Some(e) = self.remove_from_outbox(id) else {
+            return;
+        };
+        self.metrics.dms_failed.inc();
+        if let Some(reply) = e.reply {
+            let _ = reply.send(Err(NodeError::Unreachable {
+                peer: e.peer.to_string(),
+                reason: reason.clone(),
+            }));
+        }
+        self.emit(Event::DmFailed {
+            to: e.peer.to_string(),
+            id: hex::encode(id),
+            reason,
+        });
+    }
+
+    fn remove_from_outbox(&mut self, id: [u8; 32]) -> Option<OutboxEntry> {
+        let e = self.outbox.remove(&id)?;
+        self.metrics.outbox.set(self.outbox.len() as i64);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.outbox_delete(id).await {
+                tracing::warn!("cannot update the outbox: {e}");
+            }
+        });
+        Some(e)
+    }
+
+    /// Acknowledged: our copy goes to the inbox, then `dm_sent` is reported.
+    async fn dm_delivered(&mut self, id: [u8; 32]) {
+        let Some(e) = self.remove_from_outbox(id) else {
+            return;
+        };
+        let local = *self.swarm.local_peer_id();
+        let record = DmRecord {
+            msg: e.msg,
+            to: Some(e.peer.to_string()),
+        };
+        let event = Event::DmSent {
+            to: e.peer.to_string(),
+            id: hex::encode(id),
+        };
+        let name = self.name.clone();
+        let (done, stored) = oneshot::channel();
+        let insert = Insert {
+            done: Some(done),
+            ..self.dm_insert(local, &name, e.ts, id, &record, event, Via::Local)
+        };
+        if let Err(err) = self.store.insert(insert).await {
+            if let Some(reply) = e.reply {
+                let _ = reply.send(Err(NodeError::Store(err.to_string())));
+            }
+            return;
+        }
+        let reply = e.reply;
+        tokio::spawn(async move {
+            let result = match stored.await {
+                Ok(Ok(_)) => Ok(DmOutcome {
+                    id: hex::encode(id),
+                    queued: false,
+                }),
+                Ok(Err(e)) => Err(NodeError::Store(e)),
+                Err(_) => Err(NodeError::Stopped),
+            };
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        });
+    }
+
+    /// An inbound DM: checked and opened, stored, and only then acknowledged.
+    async fn receive_dm(&mut self, peer: PeerId, request: DmRequest, channel: ResponseChannel<DmResponse>) {
+        let local = *self.swarm.local_peer_id();
+        let envelope = Envelope::decode(&request.envelope);
+        let id = envelope.as_ref().map(|e| e.salt).unwrap_or([0; 32]);
+        let opened = match envelope {
+            Err(_) => Err(("malformed", "malformed envelope")),
+            Ok(e) if e.sender != peer => Err(("forged_sender", "sender is not the connected peer")),
+            Ok(e) if e.purpose != Purpose::Direct || e.topic_id != direct_recipient(&local) => {
+                Err(("misaddressed", "not a direct message for this node"))
+            }
+            Ok(e) if !fresh(e.ts, now_ms()) => Err(("stale", "timestamp out of the accepted window")),
+            Ok(e) => match self.pair_key(&peer) {
+                Some(key) => e
+                    .open(&key, Purpose::Direct, &direct_recipient(&local))
+                    .map(|p| (e, p))
+                    .map_err(|_| ("decrypt_failed", "does not open with our pair key")),
+                None => Err(("decrypt_failed", "sender has no ed25519 key")),
+            },
+        };
+        let (envelope, payload) = match opened {
+            Ok(opened) => opened,
+            Err((metric, reason)) => {
+                self.metrics.drop(metric);
+                tracing::debug!(%peer, reason, "refused a direct message");
+                let _ = self.swarm.behaviour_mut().dm.send_response(
+                    channel,
+                    DmResponse {
+                        id,
+                        result: Err(reason.into()),
+                    },
+                );
+                return;
+            }
+        };
+        let record = DmRecord {
+            msg: payload.body.clone(),
+            to: None,
+        };
+        let event = Event::Dm {
+            from: payload.name.clone(),
+            peer: peer.to_string(),
+            msg: payload.body,
+            id: hex::encode(id),
+            ts: envelope.ts,
+        };
+        let (done, stored) = oneshot::channel();
+        let insert = Insert {
+            done: Some(done),
+            ..self.dm_insert(peer, &payload.name, envelope.ts, id, &record, event, Via::Direct)
+        };
+        if self.store.insert(insert).await.is_err() {
+            return;
+        }
+        let completions = self.completions_tx.clone();
+        tokio::spawn(async move {
+            // A duplicate (a retry whose acknowledgement was lost) is acknowledged again.
+            let result = match stored.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err("recipient could not store the message".to_owned()),
+                Err(_) => Err("recipient is shutting down".to_owned()),
+            };
+            let _ = completions.send(Completion::DmStored { channel, id, result }).await;
+        });
+    }
+
+    /// Seals a direct-message record under the local key, for the inbox.
+    #[allow(clippy::too_many_arguments)]
+    fn dm_insert(
+        &self,
+        author: PeerId,
+        name: &str,
+        ts: u64,
+        id: [u8; 32],
+        record: &DmRecord,
+        event: Event,
+        via: Via,
+    ) -> Insert {
+        let local_key = *self.keyring.read().expect("keyring lock").local_key();
+        let payload = Payload {
+            seq: 0,
+            name: name.to_owned(),
+            body: serde_json::to_string(record).expect("record serializes"),
+        };
+        let envelope = Envelope::seal_with_salt(&local_key, Purpose::DirectRecord, [0; 32], author, ts, id, &payload);
+        Insert {
+            id,
+            purpose: Purpose::DirectRecord,
+            topic_id: [0; 32],
+            ts,
+            envelope: envelope.encode(),
+            via,
+            own_seq: None,
+            client_key: None,
+            event: Some(event),
+            done: None,
+        }
+    }
+}
