@@ -735,12 +735,7 @@ impl StoreThread {
         Ok(by_age.max(nth.map_or(0, |t| t as u64)))
     }
 
-    fn sync_have(
-        &self,
-        topic_id: &[u8; 32],
-        retention: Retention,
-        now: u64,
-    ) -> Result<(u64, HeldIds), StoreError> {
+    fn sync_have(&self, topic_id: &[u8; 32], retention: Retention, now: u64) -> Result<(u64, HeldIds), StoreError> {
         let start = self.window_start(topic_id, retention, now)?;
         let mut stmt = self
             .conn

@@ -325,6 +325,18 @@ fn direct_messages_and_live_events_over_the_api() {
     let doc = get(&bob_api, "/openapi.json").json();
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/inbox/{user}"].is_object());
+
+    // A DM to a peer that is not there waits in the outbox, listed by GET /outbox.
+    let stranger = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+    let r = post(&alice_api, "/dm", &json!({"user": "alice", "to": stranger, "msg": "later"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "queued");
+    assert_eq!(r.json()["queued"], true);
+    let outbox = get(&alice_api, "/outbox").json();
+    assert_eq!(outbox["dms"][0]["to"], stranger, "{outbox}");
+    assert_eq!(outbox["dms"][0]["msg"], "later");
+    assert_eq!(outbox["dms"][0]["id"], r.json()["id"]);
+    assert!(outbox["publishes"].as_object().unwrap().is_empty());
 }
 
 #[test]

@@ -180,7 +180,7 @@ fn small_meshes_deliver_and_do_not_stay_too_small() {
 }
 
 #[test]
-fn a_partitioned_host_reconnects_by_itself_after_the_link_heals() {
+fn a_partitioned_host_reconnects_by_itself_after_the_link_heals_and_catches_up() {
     let _serial = serial();
     let Some(lan) = Lan::up("part", 4) else {
         return;
@@ -189,7 +189,7 @@ fn a_partitioned_host_reconnects_by_itself_after_the_link_heals() {
     let mut nodes: Vec<TestNode> = ["pub", "b", "c", "cut"]
         .iter()
         .enumerate()
-        .map(|(i, name)| lan.start(i + 1, name, tmp.path(), &["--topic", "news=s"]))
+        .map(|(i, name)| lan.start(i + 1, name, tmp.path(), &["--topic", "news=s", "--sync-interval", "5"]))
         .collect();
     for node in &mut nodes {
         node.wait_peers("to be all three", |p| p.len() == 3);
@@ -209,8 +209,7 @@ fn a_partitioned_host_reconnects_by_itself_after_the_link_heals() {
     lan.link(4, "up");
     let healed = Instant::now();
 
-    // It reconnects by itself… (what was published while it was cut off, or
-    // before it reconnected, is gossip's blind spot: catch-up is a separate feature)
+    // It reconnects by itself…
     let publisher = nodes[0].peer_id.clone();
     nodes[3].wait_peers("to include the publisher again", |p| {
         p.iter().any(|p| p["peer"] == publisher.as_str())
@@ -241,6 +240,29 @@ fn a_partitioned_host_reconnects_by_itself_after_the_link_heals() {
             assert!(bodies.contains(&text.as_str()), "{} lost {text}: {bodies:?}", node.name);
         }
         assert_eq!(bodies.iter().filter(|b| b.starts_with("after-")).count(), 6);
+    }
+
+    // …and gets what was published while it was cut off (gossip's blind
+    // spot) by catch-up: each once, within a few sync intervals of the heal.
+    let deadline = healed + Duration::from_secs(20);
+    loop {
+        let inbox = nodes[3].inbox("news 1000");
+        let bodies: Vec<&str> = inbox.iter().map(|m| m["msg"].as_str().unwrap()).collect();
+        let missing: Vec<&String> = during.iter().filter(|t| !bodies.contains(&t.as_str())).collect();
+        if missing.is_empty() {
+            for text in &during {
+                assert_eq!(bodies.iter().filter(|b| *b == text).count(), 1, "{text} twice");
+            }
+            let synced = inbox.iter().filter(|m| m["via"] == "sync").count();
+            eprintln!(
+                "all {} messages of the partition present {:?} after the heal ({synced} by catch-up)",
+                during.len(),
+                healed.elapsed()
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "still missing after the heal: {missing:?}");
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
