@@ -17,6 +17,9 @@ use serde::Serialize;
 
 use crate::{Config, Event, Node};
 
+mod catchup;
+pub use catchup::CatchupReport;
+
 /// The bench topic and its secret.
 const TOPIC: &str = "bench";
 const SECRET: &str = "bench-secret";
@@ -56,6 +59,11 @@ pub struct BenchArgs {
     /// Seed of the topology
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Catch-up instead: one node holds --messages messages, a fresh node
+    /// connects to it and catches up; reports the time and the bytes the
+    /// exchange costs beyond the envelopes (in-process; ignores the other options)
+    #[arg(long)]
+    pub catchup: bool,
     /// The murmur binary for --procs [default: this executable, or target/<profile>/murmur]
     #[arg(long, hide = true)]
     pub murmur_bin: Option<PathBuf>,
@@ -83,7 +91,17 @@ pub struct Rss {
     pub max: u64,
 }
 
-/// The result line.
+/// What a run reports: one JSON object.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    /// A swarm run.
+    Swarm(Report),
+    /// A catch-up run (`--catchup`).
+    Catchup(CatchupReport),
+}
+
+/// The result line of a swarm run.
 #[derive(Debug, Serialize)]
 pub struct Report {
     /// Nodes in all.
@@ -188,13 +206,16 @@ type Deliveries = Arc<Mutex<HashMap<(usize, usize), Instant>>>;
 ///
 /// # Errors
 /// When nodes cannot start or never connect.
-pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+pub async fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.nodes >= 2, "--nodes must be at least 2");
     anyhow::ensure!(args.size >= 10, "--size must be at least 10 bytes");
     anyhow::ensure!(
         args.size <= crate::envelope::MAX_MESSAGE_BYTES,
         "--size is over the message limit"
     );
+    if args.catchup {
+        return Ok(Outcome::Catchup(catchup::run(&args).await?));
+    }
     let interval = match args.rate {
         Some(r) if r > 0.0 => Duration::from_secs_f64(1.0 / r),
         Some(_) => anyhow::bail!("--rate must be positive"),
@@ -206,11 +227,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     } else {
         topology(args.nodes, args.degree, args.seed)
     };
-    if args.procs {
-        run_procs(&args, interval, &topology, dir.path()).await
+    let report = if args.procs {
+        run_procs(&args, interval, &topology, dir.path()).await?
     } else {
-        run_inproc(&args, interval, &topology, dir.path()).await
-    }
+        run_inproc(&args, interval, &topology, dir.path()).await?
+    };
+    Ok(Outcome::Swarm(report))
 }
 
 struct Measured {

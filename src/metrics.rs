@@ -55,6 +55,8 @@ pub struct Metrics {
     pub sync_sent: Counter,
     /// Catch-up requests refused (not a member, over the rate limit, bad request).
     pub sync_refused: Counter,
+    /// Bytes of the envelopes received by catch-up (what the frames carry beyond them is overhead).
+    pub sync_envelope_bytes: Counter,
     /// Direct messages waiting in the outbox.
     pub outbox: Gauge,
     /// Direct messages given up (expired or refused).
@@ -127,6 +129,11 @@ impl Metrics {
             "sync_refused",
             "Catch-up requests refused (not a member, rate limit, bad request)",
             self.sync_refused.clone(),
+        );
+        r.register(
+            "sync_envelope_bytes",
+            "Bytes of the envelopes received by catch-up",
+            self.sync_envelope_bytes.clone(),
         );
         r.register("outbox", "Direct messages waiting in the outbox", self.outbox.clone());
         r.register(

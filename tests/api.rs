@@ -328,7 +328,11 @@ fn direct_messages_and_live_events_over_the_api() {
 
     // A DM to a peer that is not there waits in the outbox, listed by GET /outbox.
     let stranger = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
-    let r = post(&alice_api, "/dm", &json!({"user": "alice", "to": stranger, "msg": "later"}));
+    let r = post(
+        &alice_api,
+        "/dm",
+        &json!({"user": "alice", "to": stranger, "msg": "later"}),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["status"], "queued");
     assert_eq!(r.json()["queued"], true);

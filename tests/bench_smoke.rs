@@ -1,15 +1,19 @@
-//! A smoke run of the swarm benchmark (small: 5 nodes, 50 messages): it still
-//! works and reports what it should. Its speed is measured elsewhere
-//! (docs/performance.md), not here.
+//! Smoke runs of the swarm benchmark (small: 5 nodes, 50 messages) and of
+//! the catch-up benchmark (300 messages): they still work and report what
+//! they should. Their speed is measured elsewhere (docs/performance.md), not here.
 
 mod support;
 
 use std::process::Command;
 
 fn bench(extra: &[&str]) -> serde_json::Value {
+    run(&[&["--nodes", "5", "--messages", "50", "--interval-ms", "5"], extra].concat())
+}
+
+fn run(args: &[&str]) -> serde_json::Value {
     let out = Command::new(support::murmur_bin())
-        .args(["bench", "--nodes", "5", "--messages", "50", "--interval-ms", "5"])
-        .args(extra)
+        .arg("bench")
+        .args(args)
         .output()
         .expect("run murmur bench");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -41,4 +45,17 @@ fn the_swarm_benchmark_runs_in_process_and_as_processes() {
     check(&bench(&[]), "inproc");
     check(&bench(&["--procs"]), "procs");
     check(&bench(&["--plain"]), "inproc-plain");
+}
+
+#[test]
+fn the_catch_up_benchmark_runs() {
+    let r = run(&["--catchup", "--messages", "300"]);
+    assert_eq!(r["mode"], "catchup");
+    assert_eq!(r["received"], 300, "{r}");
+    let (envelopes, frames) = (
+        r["envelope_bytes"].as_u64().unwrap(),
+        r["frame_bytes"].as_u64().unwrap(),
+    );
+    assert!(envelopes > 300 * 256 && frames > envelopes, "{r}");
+    assert!(r["seconds"].as_f64().unwrap() > 0.0, "{r}");
 }

@@ -91,7 +91,7 @@ impl RawPeer {
             .unwrap()
             .with_behaviour(|_| {
                 request_response::Behaviour::with_codec(
-                    SyncCodec,
+                    SyncCodec::default(),
                     [(sync::PROTOCOL, ProtocolSupport::Outbound)],
                     request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
                 )

@@ -102,8 +102,10 @@ impl Behaviour {
             [(DM_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(DM_TIMEOUT),
         );
+        let sync_codec = SyncCodec::default();
+        sync_codec.traffic.register(registry);
         let sync = request_response::Behaviour::with_codec(
-            SyncCodec,
+            sync_codec,
             [(SYNC_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(SYNC_TIMEOUT)

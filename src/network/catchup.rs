@@ -227,6 +227,9 @@ impl EventLoop {
             return;
         };
         let mut stored = Vec::with_capacity(envelopes.len());
+        self.metrics
+            .sync_envelope_bytes
+            .inc_by(envelopes.iter().map(|e| e.len() as u64).sum());
         for bytes in envelopes {
             match self.open_topic_message(&entry, &bytes, None, crate::store::Via::Sync) {
                 Ok(insert) => {

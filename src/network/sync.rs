@@ -259,9 +259,39 @@ impl SyncResponse {
     }
 }
 
+/// Bytes of `/murmur/sync/1` frames (requests and responses) read and
+/// written (`murmur_sync_frame_bytes_in_total`, `…_out_total`).
+#[derive(Debug, Clone, Default)]
+pub struct SyncTraffic {
+    /// Frame bytes read.
+    pub read: prometheus_client::metrics::counter::Counter,
+    /// Frame bytes written.
+    pub written: prometheus_client::metrics::counter::Counter,
+}
+
+impl SyncTraffic {
+    /// Registers both counters as `murmur_sync_frame_bytes_total{direction="in"|"out"}`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let r = registry.sub_registry_with_prefix("murmur");
+        r.register(
+            "sync_frame_bytes_in",
+            "Bytes of catch-up frames (requests and responses) read",
+            self.read.clone(),
+        );
+        r.register(
+            "sync_frame_bytes_out",
+            "Bytes of catch-up frames (requests and responses) written",
+            self.written.clone(),
+        );
+    }
+}
+
 /// The request-response codec of `/murmur/sync/1`.
 #[derive(Debug, Clone, Default)]
-pub struct SyncCodec;
+pub struct SyncCodec {
+    /// Byte counters shared by every clone.
+    pub traffic: SyncTraffic,
+}
 
 impl libp2p::request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
@@ -272,21 +302,27 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        SyncRequest::decode(&read_bounded(io, MAX_REQUEST_BYTES).await?)
+        let bytes = read_bounded(io, MAX_REQUEST_BYTES).await?;
+        self.traffic.read.inc_by(bytes.len() as u64);
+        SyncRequest::decode(&bytes)
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse>
     where
         T: AsyncRead + Unpin + Send,
     {
-        SyncResponse::decode(&read_bounded(io, MAX_RESPONSE_BYTES).await?)
+        let bytes = read_bounded(io, MAX_RESPONSE_BYTES).await?;
+        self.traffic.read.inc_by(bytes.len() as u64);
+        SyncResponse::decode(&bytes)
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: SyncRequest) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        io.write_all(&req.encode()).await?;
+        let bytes = req.encode();
+        self.traffic.written.inc_by(bytes.len() as u64);
+        io.write_all(&bytes).await?;
         io.close().await
     }
 
@@ -294,7 +330,9 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        io.write_all(&res.encode()).await?;
+        let bytes = res.encode();
+        self.traffic.written.inc_by(bytes.len() as u64);
+        io.write_all(&bytes).await?;
         io.close().await
     }
 }
