@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
+use libp2p::PeerId;
 use murmur::crypto::TopicKeys;
 use murmur::network::sync::{self, Cursor, SyncCodec, SyncRequest, SyncResponse, MAX_PAGE_ENVELOPES};
 use support::{temp, TestNode};
@@ -85,34 +85,14 @@ struct RawPeer {
 
 impl RawPeer {
     async fn connect(addr: &str) -> (RawPeer, PeerId) {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-            .unwrap()
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    SyncCodec::default(),
-                    [(sync::PROTOCOL, ProtocolSupport::Outbound)],
-                    request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
-                )
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
-        let addr: Multiaddr = addr.parse().unwrap();
-        let peer = addr
-            .iter()
-            .find_map(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-                _ => None,
-            })
-            .unwrap();
-        swarm.dial(addr).unwrap();
-        loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
-                break;
-            }
-        }
+        let mut swarm = support::raw::swarm(libp2p::identity::Keypair::generate_ed25519(), |_| {
+            request_response::Behaviour::with_codec(
+                SyncCodec::default(),
+                [(sync::PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            )
+        });
+        let peer = support::raw::connect(&mut swarm, addr).await;
         (RawPeer { swarm }, peer)
     }
 

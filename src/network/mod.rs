@@ -202,12 +202,25 @@ pub(crate) struct EventLoop {
     libp2p_metrics: libp2p::metrics::Metrics,
 }
 
-/// Unix time in milliseconds.
+/// The environment variable that shifts this node's clock by a signed number
+/// of milliseconds. A test hook (replay tests make an hour pass with it); never
+/// needed in real use.
+pub const CLOCK_OFFSET_ENV: &str = "MURMUR_TEST_CLOCK_OFFSET_MS";
+
+/// Unix time in milliseconds (shifted by [`CLOCK_OFFSET_ENV`] when set).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let offset = *OFFSET.get_or_init(|| {
+        std::env::var(CLOCK_OFFSET_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    });
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    now.saturating_add(offset).max(0) as u64
 }
 
 /// Whether a sender timestamp is within the accepted window around `now`.

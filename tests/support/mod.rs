@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod http;
+pub mod raw;
 
 /// How long any single expected event may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
