@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use libp2p::Multiaddr;
 
+use crate::vault::Passphrase;
+
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -20,6 +22,9 @@ pub struct Config {
     pub topics: Vec<(String, Option<String>)>,
     /// Whether mDNS discovery runs.
     pub mdns: bool,
+    /// Seals the identity key and the keyring under a key derived from it
+    /// (Argon2id). Without one they are protected by file permissions only.
+    pub passphrase: Option<Passphrase>,
     /// Benchmark baseline only: publish bodies as they are and report received
     /// ones without encryption, validation of the envelope or inbox writes
     /// (`murmur bench --plain`). Never for real use.
@@ -37,6 +42,7 @@ impl Config {
             peers: Vec::new(),
             topics: Vec::new(),
             mdns: true,
+            passphrase: None,
             plain: false,
         }
     }

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod store;
+pub mod vault;
 
 pub use config::Config;
 pub use event::{Event, InboxItem, PeerSummary};

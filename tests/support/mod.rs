@@ -36,9 +36,12 @@ pub struct TestNode {
     stderr_path: PathBuf,
 }
 
-/// The path of the binary under test.
+/// The path of the binary under test: cargo's, or MURMUR_TEST_BIN when set
+/// (a copy of this checkout's build, for a target dir shared by several
+/// checkouts, whose builds overwrite each other's `target/debug/murmur`).
 pub fn murmur_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_murmur")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| std::env::var("MURMUR_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_murmur").to_owned()))
 }
 
 impl TestNode {
@@ -84,6 +87,8 @@ impl TestNode {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn,murmur=debug");
         }
+        // A passphrase in the developer's environment must not seal test nodes.
+        cmd.env_remove("MURMUR_PASSPHRASE");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -352,10 +357,11 @@ impl SecretSession<'_> {
         [self.topic, self.secret, self.body, self.dm]
     }
 
-    /// Runs the session between two fresh nodes (alice and bob, data and logs
+    /// Runs the session between two nodes (alice and bob, data and logs
     /// under `dir`, with `env`): alice publishes on the secret topic, bob
-    /// answers with a DM; returns once both arrived and both nodes quit cleanly.
-    pub fn run(&self, dir: &Path, env: &[(&str, &str)]) {
+    /// answers with a DM; returns once both arrived and both nodes quit
+    /// cleanly, with the events each of them emitted (alice's first).
+    pub fn run(&self, dir: &Path, env: &[(&str, &str)]) -> [Vec<Value>; 2] {
         let topic_arg = format!("{}={}", self.topic, self.secret);
         let mut a = TestNode::start_with_env("alice", &dir.join("a"), &["--topic", &topic_arg], env);
         let mut b = TestNode::start_with_env(
@@ -370,26 +376,34 @@ impl SecretSession<'_> {
         b.wait_peers("include alice", |p| p.iter().any(|p| p["name"] == "alice"));
         b.send(&format!("/dm alice {}", self.dm));
         a.wait_event("dm", |v| v["msg"] == self.dm);
+        let seen = [a.seen.clone(), b.seen.clone()];
         assert!(a.quit().success());
         assert!(b.quit().success());
+        seen
     }
 }
 
-/// Every file below `dir` whose bytes contain `needle`.
-pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
+/// Every file below `dir` (recursively).
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(path);
-                }
+            } else {
+                files.push(path);
             }
         }
     }
-    hits
+    files
+}
+
+/// Every file below `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files_below(dir)
+        .into_iter()
+        .filter(|path| std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)))
+        .collect()
 }
