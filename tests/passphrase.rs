@@ -85,6 +85,13 @@ fn a_passphrase_seals_every_key_and_only_the_right_one_opens_them() {
     assert_eq!(a.peer_id, peer_id, "the identity survives sealing");
     assert_eq!(bodies(&mut a), [session.body, session.dm]);
     assert!(a.seen.iter().all(|v| v["event"] != "notice"), "{:?}", a.seen);
+    // Every file of the data dir is private, the open inbox's -wal and -shm included.
+    #[cfg(unix)]
+    for file in support::files_below(&a_dir) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
     assert!(a.quit().success());
 
     // A wrong passphrase, or none, is refused with a clear error and changes nothing.

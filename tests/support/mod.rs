@@ -65,9 +65,72 @@ impl TestNode {
         Self::launch(&["ip", "netns", "exec", netns], name, data_dir, extra, &[])
     }
 
+    /// As [`TestNode::start`], but no file the process writes may grow past
+    /// `max_bytes` (RLIMIT_FSIZE, with SIGXFSZ ignored, so such a write fails
+    /// with EFBIG as on a full disk). Logs at warn level only, to keep its
+    /// stderr log under the limit.
+    #[cfg(unix)]
+    pub fn start_with_file_size_limit(name: &str, data_dir: &Path, extra: &[&str], max_bytes: u64) -> TestNode {
+        use std::os::unix::process::CommandExt;
+        let mut args = vec!["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+        args.extend_from_slice(extra);
+        Self::launch_configured(&[], name, data_dir, &args, &[("RUST_LOG", "warn")], &|cmd| {
+            // SAFETY: signal, getrlimit and setrlimit are async-signal-safe,
+            // and the closure touches nothing but its own locals.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    // The soft limit only: the test may lift it again (TestNode::lift_file_size_limit).
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = limit.rlim_max.min(max_bytes as libc::rlim_t);
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    /// Raises the process's file size limit (see
+    /// [`TestNode::start_with_file_size_limit`]) to its hard limit: there is room again.
+    #[cfg(unix)]
+    pub fn lift_file_size_limit(&self) {
+        let pid = self.child.id() as libc::pid_t;
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain system calls on valid pointers.
+        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut limit) };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: as above.
+        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    }
+
     /// Runs `wrapper… murmur --json --name NAME --data-dir DIR args…` and waits
     /// for its first `listening` event (and `api_listening` with `--api`).
     pub fn launch(wrapper: &[&str], name: &str, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TestNode {
+        Self::launch_configured(wrapper, name, data_dir, args, env, &|_| {})
+    }
+
+    /// As [`TestNode::launch`], with `configure` applied to the command before it is spawned.
+    fn launch_configured(
+        wrapper: &[&str],
+        name: &str,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        configure: &dyn Fn(&mut Command),
+    ) -> TestNode {
         let stderr_path = data_dir.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
         let mut cmd = match wrapper.split_first() {
@@ -92,6 +155,7 @@ impl TestNode {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        configure(&mut cmd);
         let started = Instant::now();
         let mut child = cmd.spawn().expect("spawn murmur");
         let stdout = child.stdout.take().expect("stdout");
@@ -165,6 +229,12 @@ impl TestNode {
 
     /// As [`TestNode::wait_event`] but returns `None` after `timeout`.
     pub fn wait_event_for(&mut self, kind: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.wait_matching(timeout, |v| v["event"] == kind && pred(v))
+    }
+
+    /// The next event (of any kind) matching `pred`, among events not yet
+    /// returned by a wait; `None` after `timeout`.
+    pub fn wait_matching(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -172,7 +242,7 @@ impl TestNode {
                 Ok((at, v)) => {
                     self.seen.push(v.clone());
                     self.seen_at.push(at);
-                    if v["event"] == kind && pred(&v) {
+                    if pred(&v) {
                         return Some(v);
                     }
                 }
