@@ -35,3 +35,4 @@ pub mod vault;
 pub use config::Config;
 pub use event::{Event, InboxItem, PeerSummary};
 pub use node::{Node, NodeError, Published, Whoami};
+pub use vault::Passphrase;
