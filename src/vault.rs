@@ -50,9 +50,10 @@ impl KdfParams {
     /// Whether a header's parameters are sane enough to run (a damaged or
     /// hostile file must not make the node allocate terabytes).
     fn plausible(&self) -> bool {
-        (8 * self.lanes..=4 * 1024 * 1024).contains(&self.memory_kib)
+        // Lanes first: 8 × lanes must not overflow.
+        (1..=64).contains(&self.lanes)
             && (1..=64).contains(&self.iterations)
-            && (1..=64).contains(&self.lanes)
+            && (8 * self.lanes..=4 * 1024 * 1024).contains(&self.memory_kib)
     }
 }
 
@@ -627,9 +628,11 @@ mod tests {
         let mut v2 = sealed.clone();
         v2[8] = 2;
         assert!(SealedFile::parse(&v2).unwrap().unwrap_err().contains("version 2"));
-        let mut huge = sealed.clone();
-        huge[9..13].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(SealedFile::parse(&huge).unwrap().is_err());
+        for field in [9, 13, 17] {
+            let mut huge = sealed.clone();
+            huge[field..field + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+            assert!(SealedFile::parse(&huge).unwrap().is_err(), "field at {field}");
+        }
         assert!(SealedFile::parse(&sealed[..HEADER_LEN]).unwrap().is_err());
         assert!(SealedFile::parse(b"{\"plain\": true}").is_none());
     }
