@@ -1,11 +1,17 @@
 //! The command line (clap derive): the doc comments below are the `--help` text.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use libp2p::Multiaddr;
 
 use crate::config::{default_data_dir, default_listen, default_name, Config};
+use crate::vault::Passphrase;
+
+/// The environment variable that holds the passphrase. There is deliberately
+/// no `--passphrase` flag: a command line is visible to every local user.
+pub const PASSPHRASE_ENV: &str = "MURMUR_PASSPHRASE";
 
 /// murmur: a decentralized, end-to-end encrypted gossip messaging node.
 ///
@@ -82,6 +88,13 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", default_value_t = 43_200, value_parser = clap::value_parser!(u64).range(1..=82_800))]
     pub dm_expiry: u64,
 
+    /// Read the passphrase that seals the identity key and keyring (Argon2id,
+    /// AES-256-GCM) from this file: its content without a final newline.
+    /// MURMUR_PASSPHRASE in the environment does the same. Without a
+    /// passphrase the keys are protected by file permissions (0600) only
+    #[arg(long, value_name = "PATH")]
+    pub passphrase_file: Option<PathBuf>,
+
     /// Benchmark baseline: no encryption and no inbox (used by `murmur bench --plain --procs`)
     #[arg(long, hide = true)]
     pub bench_plain: bool,
@@ -110,11 +123,13 @@ pub enum Subcommand {
 }
 
 impl Cli {
-    /// Resolves the arguments into a node [`Config`].
+    /// Resolves the arguments (and MURMUR_PASSPHRASE) into a node [`Config`].
     ///
     /// # Errors
-    /// A `--topic` value with an empty name or secret.
+    /// A `--topic` value with an empty name or secret; a passphrase that is
+    /// empty, unreadable, or given both ways.
     pub fn config(&self) -> Result<Config, String> {
+        let passphrase = resolve_passphrase(self.passphrase_file.as_deref(), std::env::var_os(PASSPHRASE_ENV))?;
         let name = self.name.clone().unwrap_or_else(default_name);
         let data_dir = self.data_dir.clone().unwrap_or_else(|| default_data_dir(&name));
         let mut topics = Vec::new();
@@ -138,6 +153,7 @@ impl Cli {
             peers: self.peer.clone(),
             topics,
             mdns: !self.no_mdns,
+            passphrase,
             plain: self.bench_plain,
             retention: crate::config::Retention {
                 max_age_ms: self.retention_days * 24 * 60 * 60 * 1000,
@@ -146,6 +162,27 @@ impl Cli {
             sync_interval: (self.sync_interval > 0).then(|| std::time::Duration::from_secs(self.sync_interval)),
             dm_expiry: std::time::Duration::from_secs(self.dm_expiry),
         })
+    }
+}
+
+/// The passphrase from `--passphrase-file` or the value of MURMUR_PASSPHRASE, if either.
+fn resolve_passphrase(file: Option<&Path>, env: Option<OsString>) -> Result<Option<Passphrase>, String> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(format!(
+            "both --passphrase-file and {PASSPHRASE_ENV} are set\nhint: give the passphrase one way"
+        )),
+        (Some(path), None) => Passphrase::from_file(path)
+            .map(Some)
+            .map_err(|e| format!("--passphrase-file: {e}")),
+        (None, Some(value)) => {
+            let text = value
+                .into_string()
+                .map_err(|_| format!("{PASSPHRASE_ENV} is not valid UTF-8"))?;
+            Passphrase::new(text, &format!("in {PASSPHRASE_ENV}"))
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -170,5 +207,27 @@ mod tests {
         assert!(c.mdns);
         assert!(Cli::parse_from(["murmur", "--topic", "x="]).config().is_err());
         assert!(Cli::parse_from(["murmur", "--topic", "=y"]).config().is_err());
+    }
+
+    #[test]
+    fn the_passphrase_comes_from_one_place_and_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pass");
+        std::fs::write(&file, "from-the-file\n").unwrap();
+        assert!(resolve_passphrase(None, None).unwrap().is_none());
+        let p = resolve_passphrase(None, Some("from-the-env".into())).unwrap().unwrap();
+        assert_eq!(format!("{p:?}"), "***");
+        assert!(resolve_passphrase(Some(&file), None).unwrap().is_some());
+        let both = resolve_passphrase(Some(&file), Some("x".into())).unwrap_err();
+        assert!(both.contains("both"), "{both}");
+        let empty = resolve_passphrase(None, Some("".into())).unwrap_err();
+        assert!(empty.contains("MURMUR_PASSPHRASE is empty"), "{empty}");
+        let missing = resolve_passphrase(Some(&dir.path().join("nope")), None).unwrap_err();
+        assert!(missing.starts_with("--passphrase-file: "), "{missing}");
+        let mut config = Config::loopback("a", dir.path());
+        config.passphrase = resolve_passphrase(None, Some("from-the-env".into())).unwrap();
+        assert!(!format!("{config:?}").contains("from-the-env"));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--passphrase-file") && help.contains("MURMUR_PASSPHRASE"));
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 
 pub use crate::store::Retention;
+use crate::vault::Passphrase;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -23,6 +24,9 @@ pub struct Config {
     pub topics: Vec<(String, Option<String>)>,
     /// Whether mDNS discovery runs.
     pub mdns: bool,
+    /// Seals the identity key and the keyring under a key derived from it
+    /// (Argon2id). Without one they are protected by file permissions only.
+    pub passphrase: Option<Passphrase>,
     /// Benchmark baseline only: publish bodies as they are and report received
     /// ones without encryption, validation of the envelope or inbox writes
     /// (`murmur bench --plain`). Never for real use.
@@ -55,6 +59,7 @@ impl Config {
             peers: Vec::new(),
             topics: Vec::new(),
             mdns: true,
+            passphrase: None,
             plain: false,
             retention: Retention::default(),
             sync_interval: Some(DEFAULT_SYNC_INTERVAL),

@@ -1,35 +1,35 @@
 //! The node's secrets on disk: its ed25519 identity and the keyring of topic
-//! keys and the local inbox key. Files are written atomically with mode 0600
-//! inside a 0700 data directory; topic secrets themselves are never written,
-//! only the keys derived from them.
+//! keys and the local inbox key, read and written through a
+//! [`Vault`] (mode 0600 in a 0700 data dir, sealed under a passphrase when
+//! there is one). Topic secrets themselves are never written, only the keys
+//! derived from them.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use libp2p::identity::Keypair;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use zeroize::Zeroizing;
+
 use crate::crypto::{Key, TopicKeys};
+use crate::vault::{Vault, VaultError};
 
 /// File name of the identity key inside the data dir.
 pub const IDENTITY_FILE: &str = "identity.key";
 /// File name of the keyring inside the data dir.
 pub const KEYRING_FILE: &str = "keyring.json";
 
+/// The files [`crate::vault::Vault`] protects.
+pub const SECRET_FILES: [&str; 2] = [IDENTITY_FILE, KEYRING_FILE];
+
 /// Failures while reading or writing the node's key files.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file concerned.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+    /// A file could not be read, written, unsealed, or is readable by others.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
     /// A key file exists but is not valid.
     #[error("{path}: corrupt key file: {reason}")]
     Corrupt {
@@ -38,92 +38,26 @@ pub enum KeyringError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The private key file can be read by other users.
-    #[error("{path}: permissions {mode:o} are too open; the private key must not be readable by others\nhint: chmod 600 {path}")]
-    TooOpen {
-        /// The file concerned.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyringError + '_ {
-    move |source| KeyringError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// Creates `dir` (and parents) if needed and makes it private (0700).
+/// Loads the node's identity from `dir` through `vault`, creating it on first start.
 ///
 /// # Errors
-/// When the directory cannot be created or its mode set.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), KeyringError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    set_mode(dir, 0o700)
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), KeyringError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))?;
-    }
-    let _ = (path, mode);
-    Ok(())
-}
-
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename) with mode 0600.
-///
-/// # Errors
-/// When any step of the write fails; the old file is then left as it was.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyringError> {
-    let tmp = path.with_extension("tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    drop(file);
-    set_mode(&tmp, 0o600)?;
-    fs::rename(&tmp, path).map_err(io_err(path))
-}
-
-/// Loads the node's identity from `dir`, creating it on first start.
-///
-/// # Errors
-/// [`KeyringError::TooOpen`] when the key file is readable by group or others
-/// (as ssh refuses such keys), or when it is unreadable or corrupt.
-pub fn load_or_create_identity(dir: &Path) -> Result<Keypair, KeyringError> {
+/// [`VaultError::TooOpen`] when the key file is readable by group or others
+/// (as ssh refuses such keys), or when it is unreadable, does not unseal or is corrupt.
+pub fn load_or_create_identity(dir: &Path, vault: &Vault) -> Result<Keypair, KeyringError> {
     let path = dir.join(IDENTITY_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = fs::metadata(&path).map_err(io_err(&path))?.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(KeyringError::TooOpen { path, mode });
-                }
-            }
-            Keypair::from_protobuf_encoding(&bytes).map_err(|e| KeyringError::Corrupt {
-                path,
-                reason: e.to_string(),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match vault.read(&path)? {
+        Some(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| KeyringError::Corrupt {
+            path,
+            reason: e.to_string(),
+        }),
+        None => {
             let keypair = Keypair::generate_ed25519();
-            let bytes = keypair.to_protobuf_encoding().expect("ed25519 keys encode");
-            write_private(&path, &bytes)?;
+            let bytes = Zeroizing::new(keypair.to_protobuf_encoding().expect("ed25519 keys encode"));
+            vault.write(&path, &bytes)?;
             Ok(keypair)
         }
-        Err(e) => Err(io_err(&path)(e)),
     }
 }
 
@@ -175,6 +109,7 @@ struct KeyringFile {
 /// The topic keys and local key of a node, persisted in `keyring.json`.
 pub struct Keyring {
     path: PathBuf,
+    vault: Vault,
     local_key: Key,
     /// Topics by id. Several entries may share a name (a topic re-keyed with a
     /// new secret); at most one of them is subscribed.
@@ -182,36 +117,38 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Loads the keyring from `dir`, creating it (with a fresh local key) on first start.
+    /// Loads the keyring from `dir` through `vault`, creating it (with a
+    /// fresh local key) on first start.
     ///
     /// # Errors
-    /// When the file is unreadable or corrupt, or cannot be created.
-    pub fn load_or_create(dir: &Path) -> Result<Self, KeyringError> {
+    /// When the file is unreadable, does not unseal or is corrupt, or cannot be created.
+    pub fn load_or_create(dir: &Path, vault: Vault) -> Result<Self, KeyringError> {
         let path = dir.join(KEYRING_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => {
+        match vault.read(&path)? {
+            Some(bytes) => {
                 let file: KeyringFile = serde_json::from_slice(&bytes).map_err(|e| KeyringError::Corrupt {
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
                 Ok(Self {
                     path,
+                    vault,
                     local_key: file.local_key,
                     topics: file.topics.into_iter().map(|t| (t.id, t)).collect(),
                 })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 let mut local_key = [0u8; 32];
                 rand::thread_rng().fill_bytes(&mut local_key);
                 let keyring = Self {
                     path,
+                    vault,
                     local_key,
                     topics: BTreeMap::new(),
                 };
                 keyring.save()?;
                 Ok(keyring)
             }
-            Err(e) => Err(io_err(&path)(e)),
         }
     }
 
@@ -220,10 +157,8 @@ impl Keyring {
             local_key: self.local_key,
             topics: self.topics.values().cloned().collect(),
         };
-        write_private(
-            &self.path,
-            &serde_json::to_vec_pretty(&file).expect("keyring serializes"),
-        )
+        let json = Zeroizing::new(serde_json::to_vec_pretty(&file).expect("keyring serializes"));
+        Ok(self.vault.write(&self.path, &json)?)
     }
 
     /// The key that seals direct-message records in the local inbox.
@@ -297,12 +232,14 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn identity_persists_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
-        let a = load_or_create_identity(dir.path()).unwrap();
-        let b = load_or_create_identity(dir.path()).unwrap();
+        let vault = Vault::unprotected();
+        let a = load_or_create_identity(dir.path(), &vault).unwrap();
+        let b = load_or_create_identity(dir.path(), &vault).unwrap();
         assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
         #[cfg(unix)]
         {
@@ -310,8 +247,8 @@ mod tests {
             let path = dir.path().join(IDENTITY_FILE);
             assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-            let err = load_or_create_identity(dir.path()).unwrap_err();
-            assert!(matches!(err, KeyringError::TooOpen { .. }), "{err}");
+            let err = load_or_create_identity(dir.path(), &vault).unwrap_err();
+            assert!(matches!(err, KeyringError::Vault(VaultError::TooOpen { .. })), "{err}");
             assert!(err.to_string().contains("chmod 600"));
         }
     }
@@ -319,11 +256,11 @@ mod tests {
     #[test]
     fn keyring_persists_keys_not_secrets() {
         let dir = tempfile::tempdir().unwrap();
-        let mut k = Keyring::load_or_create(dir.path()).unwrap();
+        let mut k = Keyring::load_or_create(dir.path(), Vault::unprotected()).unwrap();
         let keys = TopicKeys::derive("news", "hunter2-secret");
         k.subscribe("news", &keys, false).unwrap();
         let local = *k.local_key();
-        let k2 = Keyring::load_or_create(dir.path()).unwrap();
+        let k2 = Keyring::load_or_create(dir.path(), Vault::unprotected()).unwrap();
         assert_eq!(k2.local_key(), &local);
         assert_eq!(k2.topic("news").unwrap().keys(), keys);
         // Re-keying keeps the old entry for reading, subscribed to the new one only.
@@ -341,5 +278,43 @@ mod tests {
         assert_eq!(k3.subscribed().count(), 0);
         assert!(k3.topic("news").is_none());
         assert!(k3.by_id(&keys.id).is_some());
+    }
+
+    #[test]
+    fn a_sealed_keyring_holds_no_key_in_the_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let passphrase = crate::vault::Passphrase::new("a long passphrase".into(), "in a test").unwrap();
+        let (vault, _) = Vault::open(dir.path(), Some(&passphrase), &SECRET_FILES).unwrap();
+        let identity = load_or_create_identity(dir.path(), &vault).unwrap();
+        let mut k = Keyring::load_or_create(dir.path(), vault.clone()).unwrap();
+        let keys = TopicKeys::derive("newsroom", "hunter2-secret");
+        k.subscribe("newsroom", &keys, false).unwrap();
+        let secret_key = identity.clone().try_into_ed25519().unwrap().secret();
+        let (local_hex, key_hex) = (hex::encode(k.local_key()), hex::encode(keys.key));
+        let needles: [&[u8]; 6] = [
+            k.local_key(),
+            local_hex.as_bytes(),
+            &keys.key,
+            key_hex.as_bytes(),
+            b"newsroom",
+            secret_key.as_ref(),
+        ];
+        for name in SECRET_FILES {
+            let bytes = fs::read(dir.path().join(name)).unwrap();
+            for needle in needles {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{name} holds a secret"
+                );
+            }
+        }
+        // Read back through the same vault (the key is derived once per start).
+        assert_eq!(
+            load_or_create_identity(dir.path(), &vault).unwrap().public(),
+            identity.public()
+        );
+        let k2 = Keyring::load_or_create(dir.path(), vault).unwrap();
+        assert_eq!(k2.local_key(), k.local_key());
+        assert_eq!(k2.topic("newsroom").unwrap().keys(), keys);
     }
 }

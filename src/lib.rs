@@ -30,7 +30,9 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod store;
+pub mod vault;
 
 pub use config::Config;
 pub use event::{Event, InboxItem, PeerSummary};
 pub use node::{Node, NodeError, Published, Whoami};
+pub use vault::Passphrase;

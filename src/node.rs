@@ -21,11 +21,12 @@ use crate::commands::{validate_topic, CommandError, TopicNameError, MAX_CLIENT_I
 use crate::config::Config;
 use crate::envelope::{Envelope, Purpose, MAX_NAME_LEN};
 use crate::event::{Event, InboxItem, PeerSummary};
-use crate::keyring::{ensure_private_dir, load_or_create_identity, Keyring};
+use crate::keyring::{load_or_create_identity, Keyring, SECRET_FILES};
 use crate::metrics::Metrics;
 use crate::network::behaviour::Behaviour;
 use crate::network::{EventLoop, Request};
 use crate::store::{InboxQuery, Store};
+use crate::vault::{ensure_private_dir, Vault};
 use prometheus_client::registry::Registry;
 
 /// Requests that may wait for the event loop.
@@ -197,12 +198,22 @@ impl Node {
         validate_name(&config.name)?;
         let startup = |e: &dyn std::fmt::Display| NodeError::Startup(e.to_string());
         ensure_private_dir(&config.data_dir).map_err(|e| startup(&e))?;
-        let keypair = load_or_create_identity(&config.data_dir).map_err(|e| startup(&e))?;
+        // Argon2id takes a fraction of a second of CPU: not on the runtime's threads.
+        let (dir, passphrase) = (config.data_dir.clone(), config.passphrase.clone());
+        let (vault, opened) =
+            tokio::task::spawn_blocking(move || Vault::open(&dir, passphrase.as_ref(), &SECRET_FILES))
+                .await
+                .map_err(|e| startup(&e))?
+                .map_err(|e| startup(&e))?;
+        let keypair = load_or_create_identity(&config.data_dir, &vault).map_err(|e| startup(&e))?;
         let identity = keypair.clone();
         let keyring = Arc::new(RwLock::new(
-            Keyring::load_or_create(&config.data_dir).map_err(|e| startup(&e))?,
+            Keyring::load_or_create(&config.data_dir, vault).map_err(|e| startup(&e))?,
         ));
         let (events, first_receiver) = broadcast::channel(EVENT_BUFFER);
+        if let Some(text) = opened.notice(&config.data_dir) {
+            let _ = events.send(Event::Notice { text });
+        }
         let metrics = Metrics::default();
         let mut registry = Registry::default();
         let store =

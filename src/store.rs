@@ -402,6 +402,9 @@ impl Store {
 
 fn open_connection(path: &PathBuf) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
+    // Before WAL mode: SQLite creates the -wal and -shm files with the
+    // database file's mode, so they are private too.
+    make_private(path);
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -438,12 +441,22 @@ fn open_connection(path: &PathBuf) -> Result<Connection, StoreError> {
     if !has_via {
         conn.execute_batch("ALTER TABLE messages ADD COLUMN via INTEGER NOT NULL DEFAULT 0")?;
     }
+    // Data dirs of earlier versions may hold -wal and -shm files made with the umask.
+    for suffix in ["-wal", "-shm"] {
+        let mut sibling = path.clone().into_os_string();
+        sibling.push(suffix);
+        make_private(std::path::Path::new(&sibling));
+    }
+    Ok(conn)
+}
+
+/// Sets mode 0600 on `path` if it exists (the data dir is 0700 anyway).
+fn make_private(path: &std::path::Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
-    Ok(conn)
 }
 
 struct StoreThread {

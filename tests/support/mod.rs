@@ -37,9 +37,12 @@ pub struct TestNode {
     stderr_path: PathBuf,
 }
 
-/// The path of the binary under test.
+/// The path of the binary under test: cargo's, or MURMUR_TEST_BIN when set
+/// (a copy of this checkout's build, for a target dir shared by several
+/// checkouts, whose builds overwrite each other's `target/debug/murmur`).
 pub fn murmur_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_murmur")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| std::env::var("MURMUR_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_murmur").to_owned()))
 }
 
 impl TestNode {
@@ -63,9 +66,72 @@ impl TestNode {
         Self::launch(&["ip", "netns", "exec", netns], name, data_dir, extra, &[])
     }
 
+    /// As [`TestNode::start`], but no file the process writes may grow past
+    /// `max_bytes` (RLIMIT_FSIZE, with SIGXFSZ ignored, so such a write fails
+    /// with EFBIG as on a full disk). Logs at warn level only, to keep its
+    /// stderr log under the limit.
+    #[cfg(unix)]
+    pub fn start_with_file_size_limit(name: &str, data_dir: &Path, extra: &[&str], max_bytes: u64) -> TestNode {
+        use std::os::unix::process::CommandExt;
+        let mut args = vec!["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+        args.extend_from_slice(extra);
+        Self::launch_configured(&[], name, data_dir, &args, &[("RUST_LOG", "warn")], &|cmd| {
+            // SAFETY: signal, getrlimit and setrlimit are async-signal-safe,
+            // and the closure touches nothing but its own locals.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    // The soft limit only: the test may lift it again (TestNode::lift_file_size_limit).
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = limit.rlim_max.min(max_bytes as libc::rlim_t);
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    /// Raises the process's file size limit (see
+    /// [`TestNode::start_with_file_size_limit`]) to its hard limit: there is room again.
+    #[cfg(unix)]
+    pub fn lift_file_size_limit(&self) {
+        let pid = self.child.id() as libc::pid_t;
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain system calls on valid pointers.
+        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut limit) };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: as above.
+        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    }
+
     /// Runs `wrapper… murmur --json --name NAME --data-dir DIR args…` and waits
     /// for its first `listening` event (and `api_listening` with `--api`).
     pub fn launch(wrapper: &[&str], name: &str, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TestNode {
+        Self::launch_configured(wrapper, name, data_dir, args, env, &|_| {})
+    }
+
+    /// As [`TestNode::launch`], with `configure` applied to the command before it is spawned.
+    fn launch_configured(
+        wrapper: &[&str],
+        name: &str,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        configure: &dyn Fn(&mut Command),
+    ) -> TestNode {
         let stderr_path = data_dir.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
         let mut cmd = match wrapper.split_first() {
@@ -85,9 +151,12 @@ impl TestNode {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn,murmur=debug");
         }
+        // A passphrase in the developer's environment must not seal test nodes.
+        cmd.env_remove("MURMUR_PASSPHRASE");
         for (k, v) in env {
             cmd.env(k, v);
         }
+        configure(&mut cmd);
         let started = Instant::now();
         let mut child = cmd.spawn().expect("spawn murmur");
         let stdout = child.stdout.take().expect("stdout");
@@ -161,6 +230,12 @@ impl TestNode {
 
     /// As [`TestNode::wait_event`] but returns `None` after `timeout`.
     pub fn wait_event_for(&mut self, kind: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.wait_matching(timeout, |v| v["event"] == kind && pred(v))
+    }
+
+    /// The next event (of any kind) matching `pred`, among events not yet
+    /// returned by a wait; `None` after `timeout`.
+    pub fn wait_matching(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -168,7 +243,7 @@ impl TestNode {
                 Ok((at, v)) => {
                     self.seen.push(v.clone());
                     self.seen_at.push(at);
-                    if v["event"] == kind && pred(&v) {
+                    if pred(&v) {
                         return Some(v);
                     }
                 }
@@ -353,10 +428,11 @@ impl SecretSession<'_> {
         [self.topic, self.secret, self.body, self.dm]
     }
 
-    /// Runs the session between two fresh nodes (alice and bob, data and logs
+    /// Runs the session between two nodes (alice and bob, data and logs
     /// under `dir`, with `env`): alice publishes on the secret topic, bob
-    /// answers with a DM; returns once both arrived and both nodes quit cleanly.
-    pub fn run(&self, dir: &Path, env: &[(&str, &str)]) {
+    /// answers with a DM; returns once both arrived and both nodes quit
+    /// cleanly, with the events each of them emitted (alice's first).
+    pub fn run(&self, dir: &Path, env: &[(&str, &str)]) -> [Vec<Value>; 2] {
         let topic_arg = format!("{}={}", self.topic, self.secret);
         let mut a = TestNode::start_with_env("alice", &dir.join("a"), &["--topic", &topic_arg], env);
         let mut b = TestNode::start_with_env(
@@ -371,26 +447,34 @@ impl SecretSession<'_> {
         b.wait_peers("include alice", |p| p.iter().any(|p| p["name"] == "alice"));
         b.send(&format!("/dm alice {}", self.dm));
         a.wait_event("dm", |v| v["msg"] == self.dm);
+        let seen = [a.seen.clone(), b.seen.clone()];
         assert!(a.quit().success());
         assert!(b.quit().success());
+        seen
     }
 }
 
-/// Every file below `dir` whose bytes contain `needle`.
-pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
+/// Every file below `dir` (recursively).
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(path);
-                }
+            } else {
+                files.push(path);
             }
         }
     }
-    hits
+    files
+}
+
+/// Every file below `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    files_below(dir)
+        .into_iter()
+        .filter(|path| std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)))
+        .collect()
 }
