@@ -34,6 +34,9 @@ pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 /// mDNS record TTL: how long after its last answer a silent peer is expired.
 pub const MDNS_TTL: Duration = Duration::from_secs(30);
 
+/// How long a message to forward may wait in a peer's queue before gossipsub drops it.
+pub const FORWARD_QUEUE_DURATION: Duration = Duration::from_secs(5);
+
 /// Established inbound connections, all peers together.
 pub const MAX_INBOUND_CONNECTIONS: u32 = 128;
 /// Established connections, inbound and outbound together.
@@ -109,6 +112,10 @@ pub fn gossipsub_config() -> gossipsub::Config {
         .mesh_n_high(12)
         .mesh_outbound_min(1)
         .flood_publish(true)
+        // A forward waits as long as a publish before it is dropped: on a busy
+        // machine 1 s (the default) loses messages that nothing repairs when
+        // every subscribed peer is in the mesh (no peer to gossip IHAVE to).
+        .forward_queue_duration(FORWARD_QUEUE_DURATION)
         .build()
         .expect("valid gossipsub configuration")
 }
