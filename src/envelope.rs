@@ -415,4 +415,37 @@ mod tests {
         assert_eq!(truncate_utf8("héllo", 2), "h");
         assert_eq!(truncate_utf8("abc", 5), "abc");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// Any header field (or the ciphertext) of one valid envelope put into
+        /// another valid envelope of the same topic makes it fail to open.
+        #[test]
+        fn swapping_a_field_between_two_envelopes_is_rejected(
+            field in 0usize..6,
+            ts in proptest::prelude::any::<(u64, u64)>(),
+            bodies in ("\\PC{0,64}", "\\PC{0,64}"),
+            senders in (1u8..4, 1u8..4),
+        ) {
+            let t = TopicKeys::derive("news", "s3cret");
+            let seal = |sender: u8, ts: u64, body: &str| {
+                let p = Payload { seq: 1, name: "n".into(), body: body.into() };
+                Envelope::seal(&t.key, Purpose::Topic, t.id, peer(sender), ts, &p)
+            };
+            let a = seal(senders.0, ts.0, &bodies.0);
+            let b = seal(senders.1, ts.1, &bodies.1);
+            let mut x = a.clone();
+            match field {
+                0 => x.sender = b.sender,
+                1 => x.ts = b.ts,
+                2 => x.salt = b.salt,
+                3 => x.commitment = b.commitment,
+                4 => x.ciphertext = b.ciphertext.clone(),
+                _ => x.purpose = Purpose::DirectRecord,
+            }
+            proptest::prop_assume!(x != a);
+            let opened = Envelope::decode(&x.encode()).and_then(|e| e.open(&t.key, Purpose::Topic, &t.id));
+            proptest::prop_assert!(opened.is_err(), "field {} swapped and it still opened", field);
+        }
+    }
 }

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub dms_received: Counter,
     /// Connected peers.
     pub peers: Gauge,
+    /// Disconnections of peers whose gossipsub score fell below the graylist threshold.
+    pub graylisted: Counter,
     /// Messages in the inbox.
     pub inbox_messages: Gauge,
     /// Published messages waiting for a subscribed peer.
@@ -98,6 +100,11 @@ impl Metrics {
             self.dms_received.clone(),
         );
         r.register("peers", "Connected peers", self.peers.clone());
+        r.register(
+            "peers_graylisted",
+            "Disconnections of peers whose gossipsub score fell below the graylist threshold",
+            self.graylisted.clone(),
+        );
         r.register("inbox_messages", "Messages in the inbox", self.inbox_messages.clone());
         r.register(
             "queued_publishes",

@@ -3,14 +3,7 @@
 mod support;
 
 use support::http::get;
-use support::{temp, TestNode};
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use support::{metric, temp, TestNode};
 
 #[test]
 fn metrics_count_what_happened() {
@@ -32,11 +25,7 @@ fn metrics_count_what_happened() {
             &a.addr.clone(),
         ],
     );
-    let url = b.seen_or_wait("metrics_listening")["addr"].as_str().unwrap().to_owned();
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics")
-        .to_owned();
+    let addr = b.metrics_addr();
     b.wait_topic_peers("news", 1);
     for i in 0..3 {
         a.send(&format!("/pub news m{i}"));

@@ -1,14 +1,17 @@
-//! The composed libp2p behaviour (gossipsub, request-response DMs, mDNS,
-//! identify, ping) and the settings each one runs with. The reasons behind
-//! the numbers are in docs/architecture.md and docs/protocol.md.
+//! The composed libp2p behaviour (connection limits, gossipsub with peer
+//! scoring, request-response DMs, mDNS, identify, ping) and the settings each
+//! one runs with. The reasons behind the numbers are in docs/architecture.md,
+//! docs/protocol.md and docs/security.md.
 
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{gossipsub, identify, mdns, ping};
+use libp2p::{connection_limits, gossipsub, identify, mdns, ping};
 use prometheus_client::registry::Registry;
 
 use super::dm::{DmCodec, PROTOCOL as DM_PROTOCOL};
@@ -36,9 +39,43 @@ pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 /// mDNS record TTL: how long after its last answer a silent peer is expired.
 pub const MDNS_TTL: Duration = Duration::from_secs(30);
 
+/// How long a message to forward may wait in a peer's queue before gossipsub drops it.
+pub const FORWARD_QUEUE_DURATION: Duration = Duration::from_secs(5);
+
+/// Established inbound connections, all peers together.
+pub const MAX_INBOUND_CONNECTIONS: u32 = 128;
+/// Established connections, inbound and outbound together.
+pub const MAX_CONNECTIONS: u32 = 256;
+/// Established connections to one peer (mDNS finds TCP and QUIC, and both
+/// sides may dial: 2 or 3 per pair are normal).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Inbound connections still in their handshake.
+pub const MAX_PENDING_INBOUND: u32 = 32;
+/// Dials in flight: a flood of mDNS announcements cannot start more.
+pub const MAX_PENDING_OUTBOUND: u32 = 32;
+
+/// Below this score gossipsub stops gossiping with a peer (no IHAVE/IWANT).
+pub const GOSSIP_THRESHOLD: f64 = -100.0;
+/// Below this score a peer gets no flood-published messages from us.
+pub const PUBLISH_THRESHOLD: f64 = -200.0;
+/// Below this score gossipsub ignores every RPC of a peer, and the event loop
+/// disconnects it (and again whenever it reconnects while still below).
+pub const GRAYLIST_THRESHOLD: f64 = -400.0;
+/// P4: each invalid message (one murmur `Reject`ed) counts 1; the penalty is
+/// this weight times the count squared. 7 invalid messages (−490) graylist a
+/// peer even with the most credit an honest peer can earn (+16).
+pub const INVALID_MESSAGE_WEIGHT: f64 = -10.0;
+/// How long the invalid-message count takes to decay to a tenth.
+pub const INVALID_MESSAGE_MEMORY: Duration = Duration::from_secs(600);
+/// The most positive score topics can give a peer, so credit earned with
+/// valid messages cannot hide more than a few invalid ones.
+pub const TOPIC_SCORE_CAP: f64 = 20.0;
+
 /// Every behaviour of a murmur node.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Caps on established and pending connections (first: it vetoes connections).
+    pub limits: connection_limits::Behaviour,
     /// Topic messages.
     pub gossipsub: gossipsub::Behaviour,
     /// Direct messages (`/murmur/dm/2`).
@@ -82,8 +119,90 @@ pub fn gossipsub_config() -> gossipsub::Config {
         .mesh_n_high(12)
         .mesh_outbound_min(1)
         .flood_publish(true)
+        // A forward waits as long as a publish before it is dropped: on a busy
+        // machine 1 s (the default) loses messages that nothing repairs when
+        // every subscribed peer is in the mesh (no peer to gossip IHAVE to).
+        .forward_queue_duration(FORWARD_QUEUE_DURATION)
         .build()
         .expect("valid gossipsub configuration")
+}
+
+/// The connection caps (see the `MAX_*` constants).
+pub fn connection_limits() -> connection_limits::ConnectionLimits {
+    connection_limits::ConnectionLimits::default()
+        .with_max_established_incoming(Some(MAX_INBOUND_CONNECTIONS))
+        .with_max_established(Some(MAX_CONNECTIONS))
+        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+        .with_max_pending_incoming(Some(MAX_PENDING_INBOUND))
+        .with_max_pending_outgoing(Some(MAX_PENDING_OUTBOUND))
+}
+
+/// Peer-score parameters that do not depend on a topic. Topics are secret and
+/// joined at run time, so their parameters ([`topic_score_params`]) are set
+/// when the event loop joins one.
+///
+/// * P5 (application score) is unused.
+/// * P6 (IP colocation): more than 10 peers from one address are penalised,
+///   except loopback (local processes, benchmarks, tests).
+/// * P7 (behaviour: broken IWANT promises, GRAFT during backoff): mild, with a
+///   tolerance of 5 and a fast decay, so a busy honest peer stays far above
+///   the gossip threshold.
+/// * Slow peers (forwards we had to drop): libp2p's default, −0.2 each.
+pub fn peer_score_params() -> gossipsub::PeerScoreParams {
+    gossipsub::PeerScoreParams {
+        topic_score_cap: TOPIC_SCORE_CAP,
+        app_specific_weight: 0.0,
+        ip_colocation_factor_weight: -5.0,
+        ip_colocation_factor_threshold: 10.0,
+        ip_colocation_factor_whitelist: HashSet::from([
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]),
+        behaviour_penalty_weight: -1.0,
+        behaviour_penalty_threshold: 5.0,
+        behaviour_penalty_decay: 0.5,
+        retain_score: Duration::from_secs(3600),
+        ..Default::default()
+    }
+}
+
+/// The score thresholds: a peer sending invalid messages goes below
+/// [`GRAYLIST_THRESHOLD`] after 7 of them; honest peers stay at zero or above.
+pub fn peer_score_thresholds() -> gossipsub::PeerScoreThresholds {
+    gossipsub::PeerScoreThresholds {
+        gossip_threshold: GOSSIP_THRESHOLD,
+        publish_threshold: PUBLISH_THRESHOLD,
+        graylist_threshold: GRAYLIST_THRESHOLD,
+        // Peer exchange is off; only trusted-looking peers would be followed.
+        accept_px_threshold: 100.0,
+        opportunistic_graft_threshold: 3.0,
+    }
+}
+
+/// The score parameters of every joined topic.
+///
+/// * P1 (time in mesh): +0.01 a second, at most +6 after 10 minutes.
+/// * P2 (first deliveries of valid messages): +1 each, at most +10, decaying
+///   to a tenth in a minute.
+/// * P3/P3b (mesh delivery deficit) are off: in a quiet topic every honest
+///   mesh peer has a deficit, and the penalty would push it out.
+/// * P4 (invalid messages): [`INVALID_MESSAGE_WEIGHT`] × count², the count
+///   decaying to a tenth in [`INVALID_MESSAGE_MEMORY`].
+pub fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 600.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: gossipsub::score_parameter_decay(Duration::from_secs(60)),
+        first_message_deliveries_cap: 10.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: INVALID_MESSAGE_WEIGHT,
+        invalid_message_deliveries_decay: gossipsub::score_parameter_decay(INVALID_MESSAGE_MEMORY),
+        ..Default::default()
+    }
 }
 
 impl Behaviour {
@@ -93,10 +212,13 @@ impl Behaviour {
     /// When mDNS cannot open its socket.
     pub fn new(key: &Keypair, name: &str, mdns_on: bool, registry: &mut Registry) -> std::io::Result<Self> {
         let peer_id = key.public().to_peer_id();
-        let gossipsub =
+        let mut gossipsub =
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossipsub_config())
                 .map_err(std::io::Error::other)?
                 .with_metrics(registry.sub_registry_with_prefix("gossipsub"), Default::default());
+        gossipsub
+            .with_peer_score(peer_score_params(), peer_score_thresholds())
+            .map_err(std::io::Error::other)?;
         let dm = request_response::Behaviour::with_codec(
             DmCodec,
             [(DM_PROTOCOL, ProtocolSupport::Full)],
@@ -125,6 +247,7 @@ impl Behaviour {
             identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public()).with_agent_version(agent_version(name)),
         );
         Ok(Self {
+            limits: connection_limits::Behaviour::new(connection_limits()),
             gossipsub,
             dm,
             sync,
@@ -155,6 +278,32 @@ mod tests {
         );
         assert_eq!(name_from_agent_version("rust-libp2p/0.1"), None);
         assert_eq!(name_from_agent_version("murmur/0.1.0 "), None);
+    }
+
+    #[test]
+    fn score_parameters_are_valid() {
+        peer_score_params().validate().unwrap();
+        peer_score_thresholds().validate().unwrap();
+        topic_score_params().validate().unwrap();
+    }
+
+    /// The arithmetic the thresholds rely on: the most credit an honest peer
+    /// can earn, and how many invalid messages outweigh it.
+    #[test]
+    fn seven_invalid_messages_graylist_even_a_peer_with_full_credit() {
+        let t = topic_score_params();
+        let credit = (t.time_in_mesh_cap * t.time_in_mesh_weight
+            + t.first_message_deliveries_cap * t.first_message_deliveries_weight)
+            .min(TOPIC_SCORE_CAP);
+        assert!(credit <= 16.0);
+        let score = |invalid: f64| credit + t.topic_weight * INVALID_MESSAGE_WEIGHT * invalid * invalid;
+        assert!(score(6.0) > GRAYLIST_THRESHOLD);
+        assert!(score(7.0) < GRAYLIST_THRESHOLD);
+        // One stray invalid message costs an honest relay less than the gossip threshold.
+        assert!(score(1.0) - credit > GOSSIP_THRESHOLD);
+        // The count decays to a tenth in ten minutes.
+        let ten_minutes = t.invalid_message_deliveries_decay.powi(600);
+        assert!((ten_minutes - 0.1).abs() < 1e-6);
     }
 
     #[test]

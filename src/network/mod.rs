@@ -301,7 +301,9 @@ impl EventLoop {
         for addr in self.explicit_peers.clone() {
             match peer_of(&addr) {
                 // Dialled now by `redial`, and again whenever disconnected.
-                Some(peer) => self.redialer.watch(peer, vec![addr], Origin::Explicit, Instant::now()),
+                Some(peer) => {
+                    self.redialer.watch(peer, vec![addr], Origin::Explicit, Instant::now());
+                }
                 // Without a peer id we cannot tell when it is connected: dial once.
                 None => self.dial_explicit(addr),
             }
@@ -453,9 +455,12 @@ impl EventLoop {
     /// Joins the gossipsub topic of a keyring entry and reports it.
     pub(crate) fn join(&mut self, entry: TopicEntry) -> Result<(), NodeError> {
         let topic = gossipsub::IdentTopic::new(entry.keys().wire_topic());
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        // Scoring (invalid messages above all) counts only in topics with parameters.
+        gossipsub
+            .set_topic_params(topic.clone(), behaviour::topic_score_params())
+            .map_err(|e| NodeError::Network(format!("topic scoring: {e}")))?;
+        gossipsub
             .subscribe(&topic)
             .map_err(|e| NodeError::Network(format!("subscribe failed: {e}")))?;
         self.emit(Event::Subscribed {
@@ -785,6 +790,11 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                if self.graylisted(&peer_id) {
+                    // Its score is remembered across connections: still graylisted, so refused.
+                    self.disconnect_graylisted(peer_id);
+                    return;
+                }
                 self.redialer.connected(&peer_id);
                 let state = self.peers.entry(peer_id).or_default();
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
@@ -806,6 +816,9 @@ impl EventLoop {
             } => {
                 if num_established == 0 {
                     self.served.retain(|(p, _), _| *p != peer_id);
+                }
+                let reported = self.peers.get(&peer_id).is_some_and(|s| s.connected);
+                if num_established == 0 && reported {
                     if let Some(state) = self.peers.get_mut(&peer_id) {
                         state.connected = false;
                     }
@@ -834,7 +847,7 @@ impl EventLoop {
             BehaviourEvent::Gossipsub(e) => self.libp2p_metrics.record(e),
             BehaviourEvent::Identify(e) => self.libp2p_metrics.record(e),
             BehaviourEvent::Ping(e) => self.libp2p_metrics.record(e),
-            BehaviourEvent::Dm(_) | BehaviourEvent::Sync(_) | BehaviourEvent::Mdns(_) => {}
+            BehaviourEvent::Dm(_) | BehaviourEvent::Sync(_) | BehaviourEvent::Mdns(_) | BehaviourEvent::Limits(_) => {}
         }
         match event {
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub(event).await,
@@ -864,7 +877,26 @@ impl EventLoop {
                 self.swarm.close_connection(connection);
             }
             BehaviourEvent::Identify(_) | BehaviourEvent::Ping(_) => {}
+            BehaviourEvent::Limits(never) => match never {},
         }
+    }
+
+    /// Whether gossipsub's score of `peer` is below the graylist threshold.
+    fn graylisted(&self, peer: &PeerId) -> bool {
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .peer_score(peer)
+            .is_some_and(|score| score < behaviour::GRAYLIST_THRESHOLD)
+    }
+
+    /// Closes every connection to a graylisted peer: gossipsub already ignores
+    /// its RPCs, but would still read and verify each one it sends.
+    fn disconnect_graylisted(&mut self, peer: PeerId) {
+        let score = self.swarm.behaviour().gossipsub.peer_score(&peer).unwrap_or_default();
+        tracing::info!(%peer, score, "peer graylisted (invalid messages); disconnecting");
+        self.metrics.graylisted.inc();
+        let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     fn on_mdns(&mut self, event: mdns::Event) {
@@ -877,19 +909,27 @@ impl EventLoop {
                     }
                 }
                 let now = Instant::now();
-                for (peer, addrs) in found {
+                for (peer, mut addrs) in found {
+                    // Bounded: at most MAX_LAN_PEERS peers (with MAX_ADDRS_PER_PEER
+                    // addresses each) are tracked, however many mDNS announces.
+                    if !self.redialer.watch(peer, addrs.clone(), Origin::Lan, now) {
+                        tracing::debug!(%peer, "too many LAN peers tracked; ignoring an mDNS discovery");
+                        continue;
+                    }
                     let state = self.peers.entry(peer).or_default();
                     let first_sight = state.mdns_addrs.is_empty();
-                    state.mdns_addrs.extend(addrs.iter().cloned());
+                    addrs.retain(|a| {
+                        let room = state.mdns_addrs.len() < redial::MAX_ADDRS_PER_PEER;
+                        room && state.mdns_addrs.insert(a.clone())
+                    });
                     state.addrs.extend(addrs.iter().cloned());
-                    if first_sight {
+                    if first_sight && !addrs.is_empty() {
                         self.emit(Event::PeerDiscovered {
                             peer: peer.to_string(),
                             addr: addrs[0].to_string(),
                             via: "mdns".into(),
                         });
                     }
-                    self.redialer.watch(peer, addrs, Origin::Lan, now);
                 }
                 self.redial();
             }
@@ -929,11 +969,15 @@ impl EventLoop {
                         gossipsub::MessageAcceptance::Reject
                     }
                 };
+                let rejected = acceptance == gossipsub::MessageAcceptance::Reject;
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
                     &message_id,
                     &propagation_source,
                     acceptance,
                 );
+                if rejected && self.graylisted(&propagation_source) && self.swarm.is_connected(&propagation_source) {
+                    self.disconnect_graylisted(propagation_source);
+                }
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 tracing::debug!(%peer_id, %topic, "peer subscribed");

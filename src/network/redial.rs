@@ -1,6 +1,7 @@
 //! Which disconnected peers to dial again, and when: peers found by mDNS
-//! (until mDNS expires them) and `--peer` addresses, each with its own
-//! backoff. Pure bookkeeping; the event loop does the dialling.
+//! (until mDNS expires them, at most [`MAX_LAN_PEERS`] of them) and `--peer`
+//! addresses, each with its own backoff. Pure bookkeeping; the event loop
+//! does the dialling.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,6 +15,12 @@ const BASE: Duration = Duration::from_secs(1);
 const LAN_MAX: Duration = Duration::from_secs(2);
 /// Longest delay between two dials of a `--peer` address.
 const EXPLICIT_MAX: Duration = Duration::from_secs(30);
+
+/// LAN peers watched at once: a flood of mDNS announcements (random peer ids)
+/// cannot make the node track or dial more. Later ones wait until some expire.
+pub const MAX_LAN_PEERS: usize = 64;
+/// Addresses remembered per watched peer.
+pub const MAX_ADDRS_PER_PEER: usize = 8;
 
 /// How a peer became known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +46,14 @@ pub struct Redialer {
 }
 
 impl Redialer {
-    /// Starts (or refreshes) watching `peer` at `addrs`. An explicit peer stays explicit.
-    pub fn watch(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, origin: Origin, now: Instant) {
+    /// Starts (or refreshes) watching `peer` at `addrs` (at most
+    /// [`MAX_ADDRS_PER_PEER`] of them). An explicit peer stays explicit.
+    /// Returns false, and watches nothing, for a new LAN peer when
+    /// [`MAX_LAN_PEERS`] are watched already.
+    pub fn watch(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, origin: Origin, now: Instant) -> bool {
+        if origin == Origin::Lan && !self.entries.contains_key(&peer) && self.lan_peers() >= MAX_LAN_PEERS {
+            return false;
+        }
         let entry = self.entries.entry(peer).or_insert(Entry {
             addrs: Vec::new(),
             origin,
@@ -48,13 +61,23 @@ impl Redialer {
             next: now,
         });
         for a in addrs {
-            if !entry.addrs.contains(&a) {
+            if entry.addrs.len() < MAX_ADDRS_PER_PEER && !entry.addrs.contains(&a) {
                 entry.addrs.push(a);
             }
         }
         if origin == Origin::Explicit {
             entry.origin = Origin::Explicit;
         }
+        true
+    }
+
+    /// Whether `peer` is watched.
+    pub fn watches(&self, peer: &PeerId) -> bool {
+        self.entries.contains_key(peer)
+    }
+
+    fn lan_peers(&self) -> usize {
+        self.entries.values().filter(|e| e.origin == Origin::Lan).count()
     }
 
     /// Stops watching a LAN peer (mDNS expired it). Explicit peers stay.
@@ -141,5 +164,41 @@ mod tests {
         r.forget(&lan);
         r.forget(&far);
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn an_mdns_flood_watches_a_bounded_number_of_peers_and_addresses() {
+        let mut r = Redialer::default();
+        let t0 = Instant::now();
+        let explicit = peer();
+        assert!(r.watch(
+            explicit,
+            vec!["/ip4/10.0.0.9/tcp/1".parse().unwrap()],
+            Origin::Explicit,
+            t0
+        ));
+        let addrs = |i: usize| -> Vec<Multiaddr> {
+            (0..100)
+                .map(|p| {
+                    format!("/ip4/10.1.{}.{}/tcp/{}", i / 250, i % 250, p + 1)
+                        .parse()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let accepted = (0..10_000)
+            .filter(|&i| r.watch(peer(), addrs(i), Origin::Lan, t0))
+            .count();
+        assert_eq!(accepted, MAX_LAN_PEERS);
+        assert_eq!(r.len(), MAX_LAN_PEERS + 1);
+        let due = r.due(t0, |_| false);
+        assert_eq!(due.len(), MAX_LAN_PEERS + 1);
+        assert!(due.iter().all(|(_, a)| a.len() <= MAX_ADDRS_PER_PEER));
+        // Explicit peers are never refused; an expired LAN peer frees a place.
+        assert!(r.watch(peer(), addrs(0), Origin::Explicit, t0));
+        let (lan, _) = due.iter().find(|(p, _)| *p != explicit).unwrap();
+        r.forget(lan);
+        assert!(r.watch(peer(), addrs(1), Origin::Lan, t0));
+        assert!(!r.watch(peer(), addrs(2), Origin::Lan, t0));
     }
 }

@@ -352,6 +352,46 @@ impl TestNode {
         let _ = self.child.wait();
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's resident memory (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.child.id())
+    }
+
+    /// The `host:port` of the node's metrics endpoint (started with `--metrics`).
+    pub fn metrics_addr(&mut self) -> String {
+        let url = self.seen_or_wait("metrics_listening")["addr"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        url.trim_start_matches("http://")
+            .trim_end_matches("/metrics")
+            .to_owned()
+    }
+
+    /// Polls `/topics` until our mesh for `topic` holds at least `n` peers, or fails after [`WAIT`].
+    pub fn wait_mesh(&mut self, topic: &str, n: u64) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let topics = self.ask("/topics", "topics");
+            if topics["mesh"][topic].as_u64().unwrap_or(0) >= n {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: mesh of {topic} never reached {n}: {topics}\n{}",
+                    self.name,
+                    self.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
@@ -408,6 +448,22 @@ pub fn temp() -> tempfile::TempDir {
         eprintln!("test dir kept: {}", dir.path().display());
     }
     dir
+}
+
+/// The resident memory (VmRSS) of process `pid` in KiB, read from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The value of the first sample of `name` in a Prometheus text exposition;
+/// `name` may include labels (`murmur_messages_dropped_total{reason="malformed"}`).
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// What a secret session says: every string must stay off the wire, the logs and the disk.
