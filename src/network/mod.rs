@@ -97,8 +97,6 @@ enum Completion {
         id: [u8; 32],
         result: Result<(), String>,
     },
-    /// The outbox was read at start.
-    OutboxLoaded(Vec<crate::store::OutboxRow>),
     /// What we hold of a topic was read: ask the peer for the rest.
     SyncStart {
         peer: PeerId,
@@ -309,7 +307,7 @@ impl EventLoop {
             }
         }
         self.redial();
-        self.load_outbox();
+        self.load_outbox().await;
         let mut redial = tokio::time::interval(REDIAL_TICK);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut resync = tokio::time::interval(self.sync_interval.unwrap_or(Duration::from_secs(3600)));
@@ -748,7 +746,6 @@ impl EventLoop {
                     tracing::debug!("dm sender went away before the acknowledgement");
                 }
             }
-            Completion::OutboxLoaded(rows) => self.outbox_loaded(rows),
             Completion::SyncStart {
                 peer,
                 topic_id,

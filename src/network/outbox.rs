@@ -72,23 +72,19 @@ impl EventLoop {
         Some(key)
     }
 
-    /// Reads the outbox left by an earlier run.
-    pub(super) fn load_outbox(&mut self) {
+    /// Reads the outbox left by an earlier run (before the loop takes
+    /// requests, so `/pending` lists it from the first moment).
+    pub(super) async fn load_outbox(&mut self) {
         if self.plain {
             return;
         }
-        let (store, done) = (self.store.clone(), self.completions_tx.clone());
-        tokio::spawn(async move {
-            match store.outbox_load().await {
-                Ok(rows) => {
-                    let _ = done.send(Completion::OutboxLoaded(rows)).await;
-                }
-                Err(e) => tracing::error!("cannot read the outbox: {e}"),
-            }
-        });
+        match self.store.outbox_load().await {
+            Ok(rows) => self.outbox_loaded(rows),
+            Err(e) => tracing::error!("cannot read the outbox: {e}"),
+        }
     }
 
-    pub(super) fn outbox_loaded(&mut self, rows: Vec<OutboxRow>) {
+    fn outbox_loaded(&mut self, rows: Vec<OutboxRow>) {
         let local = *self.swarm.local_peer_id();
         for row in rows {
             let Ok(peer) = row.peer.parse::<PeerId>() else {
