@@ -29,6 +29,7 @@ pub mod keyring;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod signed;
 pub mod store;
 pub mod vault;
 

@@ -522,11 +522,18 @@ impl Node {
 
 /// Opens one stored envelope into an inbox item and its sender sequence number.
 fn open_stored(keyring: &Keyring, purpose: Purpose, bytes: &[u8], via: &str) -> Option<(InboxItem, u64)> {
-    let envelope = Envelope::decode(bytes).ok()?;
     match purpose {
         Purpose::Topic => {
-            let entry = keyring.by_id(&envelope.topic_id)?;
-            let payload = envelope.open(&entry.key, Purpose::Topic, &entry.id).ok()?;
+            // A signed frame; rows stored before frames were signed hold a bare envelope.
+            let (envelope, entry, payload) = [crate::signed::split(bytes).ok().map(|(e, _)| e), Some(bytes)]
+                .into_iter()
+                .flatten()
+                .find_map(|b| {
+                    let envelope = Envelope::decode(b).ok()?;
+                    let entry = keyring.by_id(&envelope.topic_id)?;
+                    let payload = envelope.open(&entry.key, Purpose::Topic, &entry.id).ok()?;
+                    Some((envelope, entry, payload))
+                })?;
             Some((
                 InboxItem {
                     kind: "topic".into(),
@@ -543,6 +550,7 @@ fn open_stored(keyring: &Keyring, purpose: Purpose, bytes: &[u8], via: &str) -> 
             ))
         }
         Purpose::DirectRecord => {
+            let envelope = Envelope::decode(bytes).ok()?;
             let payload = envelope
                 .open(keyring.local_key(), Purpose::DirectRecord, &[0; 32])
                 .ok()?;

@@ -187,3 +187,110 @@ fn catch_up_serves_members_only_and_within_bounds() {
     // Alice kept running and her inbox is intact.
     assert_eq!(a.inbox("news 1000").len(), 600);
 }
+
+/// A topic member (it holds the key) that answers catch-up with what it likes.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Member {
+    gossipsub: libp2p::gossipsub::Behaviour,
+    sync: request_response::Behaviour<SyncCodec>,
+}
+
+#[test]
+fn caught_up_messages_must_be_signed_by_their_sender() {
+    use libp2p::gossipsub;
+    use libp2p::identity::Keypair;
+    use murmur::envelope::{Envelope, Payload, Purpose};
+
+    let tmp = temp();
+    let mut bob = TestNode::start(
+        "bob",
+        &tmp.path().join("b"),
+        &["--topic", "news=s3cret", "--metrics", "127.0.0.1:0"],
+    );
+    let url = bob.seen_or_wait("metrics_listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let metrics = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+
+    // Mallory is a member; Alice is another member, not online.
+    let (mallory, alice) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+    let (mallory_id, alice_id) = (mallory.public().to_peer_id(), alice.public().to_peer_id());
+    let keys = TopicKeys::derive("news", "s3cret");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let seal = |sender: PeerId, name: &str, body: &str| {
+        let payload = Payload {
+            seq: 1,
+            name: name.into(),
+            body: body.into(),
+        };
+        Envelope::seal(&keys.key, Purpose::Topic, keys.id, sender, now, &payload).encode()
+    };
+    let page = vec![
+        // Alice's name and peer id, Mallory's signature.
+        murmur::signed::sign(&mallory, seal(alice_id, "alice", "forged in alice's name")),
+        // Mallory's own message, properly signed.
+        murmur::signed::sign(&mallory, seal(mallory_id, "mallory", "honest from mallory")),
+    ];
+
+    let addr = bob.addr.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.spawn(async move {
+        let mut swarm = support::raw::swarm(mallory.clone(), |key| Member {
+            gossipsub: gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossipsub::Config::default(),
+            )
+            .unwrap(),
+            sync: request_response::Behaviour::with_codec(
+                SyncCodec::default(),
+                [(sync::PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default(),
+            ),
+        });
+        let wire = gossipsub::IdentTopic::new(TopicKeys::derive("news", "s3cret").wire_topic());
+        swarm.behaviour_mut().gossipsub.subscribe(&wire).unwrap();
+        support::raw::connect(&mut swarm, &addr).await;
+        let mut page = Some(page);
+        loop {
+            if let SwarmEvent::Behaviour(MemberEvent::Sync(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            })) = swarm.select_next_some().await
+            {
+                let envelopes = page.take().unwrap_or_default();
+                let next = Cursor {
+                    ts: now,
+                    id: [0xff; 32],
+                };
+                let response = SyncResponse::Page {
+                    more: false,
+                    next,
+                    envelopes,
+                };
+                let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+            }
+        }
+    });
+
+    let synced = bob.wait_event("synced", |v| v["peer"] == mallory_id.to_string().as_str());
+    assert_eq!(synced["received"], 1, "{synced}");
+    let inbox = bob.inbox("news 10");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert_eq!(inbox[0]["msg"], "honest from mallory");
+    assert_eq!(inbox[0]["peer"], mallory_id.to_string().as_str());
+    assert_eq!(inbox[0]["via"], "sync");
+    let text = support::http::get(&metrics, "/metrics").body;
+    assert!(
+        text.lines()
+            .any(|l| l == "murmur_messages_dropped_total{reason=\"bad_signature\"} 1"),
+        "{text}"
+    );
+    server.abort();
+}

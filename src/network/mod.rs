@@ -546,7 +546,7 @@ impl EventLoop {
         // Our timestamps never go backwards, so our messages sort in the order sent.
         self.last_ts = now_ms().max(self.last_ts);
         let envelope = Envelope::seal(&entry.key, Purpose::Topic, entry.id, local, self.last_ts, &payload);
-        let bytes = envelope.encode();
+        let bytes = crate::signed::sign(&self.identity, envelope.encode());
         let queued = match self
             .swarm
             .behaviour_mut()
@@ -1029,8 +1029,19 @@ impl EventLoop {
         source: Option<PeerId>,
         via: Via,
     ) -> Result<Insert, &'static str> {
-        let envelope = match Envelope::decode(data) {
+        // Live gossip: gossipsub has checked the author's signature (same key)
+        // and the sender is compared with it below. Catch-up: the frame's own.
+        let parsed = if via == Via::Sync {
+            crate::signed::verify(data)
+        } else {
+            crate::signed::decode(data)
+        };
+        let envelope = match parsed {
             Ok(e) => e,
+            Err(crate::signed::FrameError::BadSignature) => {
+                self.metrics.drop("bad_signature");
+                return Err("signature is not the sender's");
+            }
             Err(_) => {
                 self.metrics.drop("malformed");
                 return Err("malformed envelope");

@@ -26,7 +26,7 @@ use sha2::Sha256;
 
 use super::dm::read_bounded;
 use crate::crypto::Key;
-use crate::envelope::MAX_ENVELOPE_BYTES;
+use crate::signed::MAX_FRAME_BYTES;
 
 /// The protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/sync/1");
@@ -47,7 +47,7 @@ pub const MAX_REQUEST_BYTES: usize = REQUEST_HEADER + MAX_HAVE * SHORT_ID_LEN;
 /// Fixed page bytes: version, status, more, next_ts, next_id, count.
 const PAGE_HEADER: usize = 1 + 1 + 1 + 8 + 32 + 4;
 /// The largest response.
-pub const MAX_RESPONSE_BYTES: usize = PAGE_HEADER + PAGE_BYTES + MAX_ENVELOPE_BYTES + 4 * MAX_PAGE_ENVELOPES;
+pub const MAX_RESPONSE_BYTES: usize = PAGE_HEADER + PAGE_BYTES + MAX_FRAME_BYTES + 4 * MAX_PAGE_ENVELOPES;
 /// Longest refusal reason.
 const MAX_REASON_BYTES: usize = 256;
 
@@ -243,7 +243,7 @@ impl SyncResponse {
                 let mut envelopes = Vec::with_capacity(count);
                 for _ in 0..count {
                     let len = take_u32(&mut bytes)?;
-                    if len > MAX_ENVELOPE_BYTES {
+                    if len > MAX_FRAME_BYTES {
                         return Err(invalid("sync page envelope too large"));
                     }
                     envelopes.push(take(&mut bytes, len)?.to_vec());
@@ -373,7 +373,7 @@ mod tests {
         let big = SyncResponse::Page {
             more: true,
             next: Cursor::default(),
-            envelopes: vec![vec![0; PAGE_BYTES - 1], vec![0; MAX_ENVELOPE_BYTES]],
+            envelopes: vec![vec![0; PAGE_BYTES - 1], vec![0; MAX_FRAME_BYTES]],
         };
         assert!(big.encode().len() <= MAX_RESPONSE_BYTES);
     }
