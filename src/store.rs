@@ -83,6 +83,23 @@ pub struct SyncPage {
     pub more: bool,
 }
 
+/// What a peer catching up asks for: one page of a topic after a cursor.
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    /// The topic.
+    pub topic_id: [u8; 32],
+    /// Our retention window.
+    pub retention: Retention,
+    /// Unix ms now.
+    pub now: u64,
+    /// The asker's window start (unix ms).
+    pub since: u64,
+    /// Only messages after this position.
+    pub after: crate::network::sync::Cursor,
+    /// Short ids the asker holds: left out.
+    pub have: std::collections::HashSet<[u8; crate::network::sync::SHORT_ID_LEN]>,
+}
+
 /// Which of a topic's messages a sync exchange covers.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -193,12 +210,7 @@ enum Request {
         reply: oneshot::Sender<Result<(u64, HeldIds), StoreError>>,
     },
     SyncPage {
-        topic_id: [u8; 32],
-        retention: Retention,
-        now: u64,
-        since: u64,
-        after: crate::network::sync::Cursor,
-        have: std::collections::HashSet<[u8; crate::network::sync::SHORT_ID_LEN]>,
+        query: PageQuery,
         reply: oneshot::Sender<Result<SyncPage, StoreError>>,
     },
     OutboxPut {
@@ -333,30 +345,14 @@ impl Store {
         .await
     }
 
-    /// One page of a topic's envelopes after `after`, within the retention
-    /// window and at or after `since`, leaving out those whose short id is in `have`.
+    /// One page of a topic's envelopes after the query's cursor, within the
+    /// retention window and at or after its `since`, leaving out those whose
+    /// short id is in its `have` set.
     ///
     /// # Errors
     /// When the read fails or the store is closed.
-    pub async fn sync_page(
-        &self,
-        topic_id: [u8; 32],
-        retention: Retention,
-        now: u64,
-        since: u64,
-        after: crate::network::sync::Cursor,
-        have: std::collections::HashSet<[u8; crate::network::sync::SHORT_ID_LEN]>,
-    ) -> Result<SyncPage, StoreError> {
-        self.request(|reply| Request::SyncPage {
-            topic_id,
-            retention,
-            now,
-            since,
-            after,
-            have,
-            reply,
-        })
-        .await
+    pub async fn sync_page(&self, query: PageQuery) -> Result<SyncPage, StoreError> {
+        self.request(|reply| Request::SyncPage { query, reply }).await
     }
 
     /// Writes (or rewrites) an outbox entry durably.
@@ -534,16 +530,8 @@ impl StoreThread {
             } => {
                 let _ = reply.send(self.sync_have(&topic_id, retention, now));
             }
-            Request::SyncPage {
-                topic_id,
-                retention,
-                now,
-                since,
-                after,
-                have,
-                reply,
-            } => {
-                let _ = reply.send(self.sync_page(&topic_id, retention, now, since, after, &have));
+            Request::SyncPage { query, reply } => {
+                let _ = reply.send(self.sync_page(&query));
             }
             Request::OutboxPut { row, reply } => {
                 let result = self
@@ -767,17 +755,10 @@ impl StoreThread {
         Ok((start, out))
     }
 
-    fn sync_page(
-        &self,
-        topic_id: &[u8; 32],
-        retention: Retention,
-        now: u64,
-        since: u64,
-        after: crate::network::sync::Cursor,
-        have: &std::collections::HashSet<[u8; crate::network::sync::SHORT_ID_LEN]>,
-    ) -> Result<SyncPage, StoreError> {
+    fn sync_page(&self, q: &PageQuery) -> Result<SyncPage, StoreError> {
         use crate::network::sync::{short_id, Cursor, MAX_PAGE_ENVELOPES, PAGE_BYTES};
-        let start = self.window_start(topic_id, retention, now)?.max(since);
+        let (topic_id, after, have) = (&q.topic_id, q.after, &q.have);
+        let start = self.window_start(topic_id, q.retention, q.now)?.max(q.since);
         let mut stmt = self.conn.prepare_cached(
             "SELECT ts, id, envelope FROM messages
              WHERE topic_id = ?1 AND ts >= ?2 AND (ts > ?3 OR (ts = ?3 AND id > ?4))

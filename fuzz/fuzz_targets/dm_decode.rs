@@ -1,7 +1,8 @@
-//! Fuzzes the `/murmur/dm/1` request and response decoders.
+//! Fuzzes the `/murmur/dm/2` request and response decoders.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use murmur::network::codec::Frame;
 use murmur::network::dm::{DmRequest, DmResponse};
 
 fuzz_target!(|data: &[u8]| {

@@ -220,12 +220,12 @@ impl Behaviour {
             .with_peer_score(peer_score_params(), peer_score_thresholds())
             .map_err(std::io::Error::other)?;
         let dm = request_response::Behaviour::with_codec(
-            DmCodec,
+            DmCodec::default(),
             [(DM_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(DM_TIMEOUT),
         );
         let sync_codec = SyncCodec::default();
-        sync_codec.traffic.register(registry);
+        super::sync::register_traffic(&sync_codec, registry);
         let sync = request_response::Behaviour::with_codec(
             sync_codec,
             [(SYNC_PROTOCOL, ProtocolSupport::Full)],

@@ -332,11 +332,15 @@ impl EventLoop {
         let (store, retention, done) = (self.store.clone(), self.retention, self.completions_tx.clone());
         let topic_id = request.topic_id;
         tokio::spawn(async move {
-            let have = request.have.into_iter().collect();
-            let response = match store
-                .sync_page(topic_id, retention, now_ms(), request.since, request.after, have)
-                .await
-            {
+            let query = crate::store::PageQuery {
+                topic_id,
+                retention,
+                now: now_ms(),
+                since: request.since,
+                after: request.after,
+                have: request.have.into_iter().collect(),
+            };
+            let response = match store.sync_page(query).await {
                 Ok(page) => SyncResponse::Page {
                     more: page.more,
                     next: page.next,

@@ -11,8 +11,9 @@
 
 use std::io;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
+
+use super::codec::{invalid, reason_text, Frame, FrameCodec, MAX_REASON_BYTES};
 
 use crate::envelope::MAX_ENVELOPE_BYTES;
 
@@ -22,8 +23,6 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/dm/2");
 const VERSION: u8 = 2;
 /// The largest request a valid DM produces; anything longer is refused unread.
 pub const MAX_REQUEST_BYTES: usize = 1 + MAX_ENVELOPE_BYTES;
-/// Longest refusal reason carried in a response.
-const MAX_REASON_BYTES: usize = 256;
 /// The largest response.
 const MAX_RESPONSE_BYTES: usize = 1 + 32 + 1 + MAX_REASON_BYTES;
 
@@ -43,13 +42,10 @@ pub struct DmResponse {
     pub result: Result<(), String>,
 }
 
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
-}
+impl Frame for DmRequest {
+    const MAX_BYTES: usize = MAX_REQUEST_BYTES;
 
-impl DmRequest {
-    /// Wire bytes.
-    pub fn encode(&self) -> Vec<u8> {
+    fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 + self.envelope.len());
         out.push(VERSION);
         out.extend_from_slice(&self.envelope);
@@ -60,7 +56,7 @@ impl DmRequest {
     ///
     /// # Errors
     /// `InvalidData` when empty, of another version, or too large.
-    pub fn decode(bytes: &[u8]) -> io::Result<Self> {
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
         if bytes.len() > MAX_REQUEST_BYTES {
             return Err(invalid("direct message too large"));
         }
@@ -73,9 +69,10 @@ impl DmRequest {
     }
 }
 
-impl DmResponse {
-    /// Wire bytes.
-    pub fn encode(&self) -> Vec<u8> {
+impl Frame for DmResponse {
+    const MAX_BYTES: usize = MAX_RESPONSE_BYTES;
+
+    fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(MAX_RESPONSE_BYTES);
         out.push(VERSION);
         out.extend_from_slice(&self.id);
@@ -93,69 +90,22 @@ impl DmResponse {
     ///
     /// # Errors
     /// `InvalidData` when malformed.
-    pub fn decode(bytes: &[u8]) -> io::Result<Self> {
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
         if bytes.len() < 34 || bytes.len() > MAX_RESPONSE_BYTES || bytes[0] != VERSION {
             return Err(invalid("malformed direct message response"));
         }
         let id: [u8; 32] = bytes[1..33].try_into().expect("32 bytes");
         let result = match bytes[33] {
             0 if bytes.len() == 34 => Ok(()),
-            1 => Err(String::from_utf8_lossy(&bytes[34..]).into_owned()),
+            1 => Err(reason_text(&bytes[34..])),
             _ => return Err(invalid("malformed direct message response")),
         };
         Ok(Self { id, result })
     }
 }
 
-/// Reads the whole stream, refusing more than `max` bytes without buffering them.
-pub(crate) async fn read_bounded<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    io.take(max as u64 + 1).read_to_end(&mut buf).await?;
-    if buf.len() > max {
-        return Err(invalid("frame exceeds the size limit"));
-    }
-    Ok(buf)
-}
-
-/// The request-response codec of `/murmur/dm/1`.
-#[derive(Debug, Clone, Default)]
-pub struct DmCodec;
-
-impl libp2p::request_response::Codec for DmCodec {
-    type Protocol = StreamProtocol;
-    type Request = DmRequest;
-    type Response = DmResponse;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<DmRequest>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        DmRequest::decode(&read_bounded(io, MAX_REQUEST_BYTES).await?)
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<DmResponse>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        DmResponse::decode(&read_bounded(io, MAX_RESPONSE_BYTES).await?)
-    }
-
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: DmRequest) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&req.encode()).await?;
-        io.close().await
-    }
-
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: DmResponse) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&res.encode()).await?;
-        io.close().await
-    }
-}
+/// The request-response codec of `/murmur/dm/2`.
+pub type DmCodec = FrameCodec<DmRequest, DmResponse>;
 
 #[cfg(test)]
 mod tests {
@@ -174,21 +124,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn oversized_frames_are_refused_without_reading_them_whole() {
-        let huge = vec![0u8; MAX_REQUEST_BYTES * 4];
-        let mut cursor = futures::io::Cursor::new(huge);
-        let err = futures::executor::block_on(read_bounded(&mut cursor, MAX_REQUEST_BYTES)).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert_eq!(cursor.position() as usize, MAX_REQUEST_BYTES + 1);
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = DmRequest::decode(&bytes);
-            let _ = DmResponse::decode(&bytes);
+            // Whatever decodes encodes back to the same value.
+            if let Ok(r) = DmRequest::decode(&bytes) {
+                prop_assert_eq!(DmRequest::decode(&r.encode()).unwrap(), r);
+            }
+            if let Ok(r) = DmResponse::decode(&bytes) {
+                prop_assert_eq!(DmResponse::decode(&r.encode()).unwrap(), r);
+            }
         }
 
         #[test]

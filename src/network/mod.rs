@@ -7,6 +7,7 @@
 #[allow(missing_docs)]
 pub mod behaviour;
 mod catchup;
+pub mod codec;
 pub mod dm;
 mod outbox;
 pub mod redial;
