@@ -70,7 +70,8 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
 
-    /// Catch-up keeps and exchanges a topic's messages of the last DAYS days…
+    /// Catch-up exchanges a topic's messages of the last DAYS days (the inbox
+    /// itself keeps everything)…
     #[arg(long, value_name = "DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub retention_days: u64,
 
