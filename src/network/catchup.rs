@@ -84,13 +84,7 @@ impl EventLoop {
                 },
                 Err(e) => {
                     tracing::warn!("catch-up: cannot read the inbox: {e}");
-                    Completion::SyncStored {
-                        peer,
-                        topic_id,
-                        new: 0,
-                        more: false,
-                        next: Cursor::default(),
-                    }
+                    Completion::SyncFailed { peer, topic_id }
                 }
             };
             let _ = done.send(completion).await;

@@ -105,6 +105,8 @@ enum Completion {
         since: u64,
         have: Vec<(u64, [u8; 32])>,
     },
+    /// An exchange could not start (the inbox could not be read): drop it, report nothing.
+    SyncFailed { peer: PeerId, topic_id: [u8; 32] },
     /// A page of caught-up envelopes is stored: ask for the next one or finish.
     SyncStored {
         peer: PeerId,
@@ -753,6 +755,9 @@ impl EventLoop {
                 since,
                 have,
             } => self.sync_started(peer, topic_id, since, have),
+            Completion::SyncFailed { peer, topic_id } => {
+                self.syncs.remove(&(peer, topic_id));
+            }
             Completion::SyncStored {
                 peer,
                 topic_id,
