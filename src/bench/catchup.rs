@@ -39,11 +39,15 @@ fn counter(node: &Node, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn start(
-    dir: &std::path::Path,
-    name: &str,
-    peer: Option<&str>,
-) -> anyhow::Result<(Node, String, tokio::sync::broadcast::Receiver<Event>)> {
+/// A node just started, and when its first connection opened if that came before its listen address.
+struct Started {
+    node: Node,
+    addr: String,
+    events: tokio::sync::broadcast::Receiver<Event>,
+    connected: Option<Instant>,
+}
+
+async fn start(dir: &std::path::Path, name: &str, peer: Option<&str>) -> anyhow::Result<Started> {
     let mut config = Config::loopback(name, dir.join(name));
     config.topics.push((TOPIC.into(), Some(SECRET.into())));
     config.sync_interval = None;
@@ -51,12 +55,21 @@ async fn start(
         config.peers.push(peer.parse()?);
     }
     let (node, mut events, _task) = Node::start_with_events(config).await?;
+    let mut connected = None;
     let addr = loop {
-        if let Event::Listening { addr } = events.recv().await? {
-            break addr;
+        match events.recv().await? {
+            Event::Listening { addr } => break addr,
+            // The first connection may come before the listen address is reported.
+            Event::PeerConnected { .. } => connected = connected.or(Some(Instant::now())),
+            _ => {}
         }
     };
-    Ok((node, addr, events))
+    Ok(Started {
+        node,
+        addr,
+        events,
+        connected,
+    })
 }
 
 /// Node A publishes `--messages` messages (node B is there so they go out
@@ -66,8 +79,9 @@ async fn start(
 /// When a node cannot start or the catch-up does not finish within a minute.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<CatchupReport> {
     let dir = tempfile::Builder::new().prefix("murmur-bench-catchup-").tempdir()?;
-    let (a, a_addr, _) = start(dir.path(), "a", None).await?;
-    let (_b, _, _) = start(dir.path(), "b", Some(&a_addr)).await?;
+    let a = start(dir.path(), "a", None).await?;
+    let (a_addr, a) = (a.addr, a.node);
+    let _b = start(dir.path(), "b", Some(&a_addr)).await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while a.topic_peers().await?.subscribed.get(TOPIC).copied().unwrap_or(0) == 0 {
         anyhow::ensure!(Instant::now() < deadline, "the helper node never subscribed");
@@ -86,9 +100,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<CatchupReport> {
         p.await?;
     }
 
-    let (c, _, mut events) = start(dir.path(), "c", Some(&a_addr)).await?;
+    let Started {
+        node: c,
+        mut events,
+        mut connected,
+        ..
+    } = start(dir.path(), "c", Some(&a_addr)).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut connected = None;
     let received = loop {
         let event = tokio::time::timeout_at(deadline.into(), events.recv()).await?;
         match event {
