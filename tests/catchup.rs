@@ -207,14 +207,7 @@ fn caught_up_messages_must_be_signed_by_their_sender() {
         &tmp.path().join("b"),
         &["--topic", "news=s3cret", "--metrics", "127.0.0.1:0"],
     );
-    let url = bob.seen_or_wait("metrics_listening")["addr"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let metrics = url
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics")
-        .to_owned();
+    let metrics = bob.metrics_addr();
 
     // Mallory is a member; Alice is another member, not online.
     let (mallory, alice) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
@@ -287,9 +280,9 @@ fn caught_up_messages_must_be_signed_by_their_sender() {
     assert_eq!(inbox[0]["peer"], mallory_id.to_string().as_str());
     assert_eq!(inbox[0]["via"], "sync");
     let text = support::http::get(&metrics, "/metrics").body;
-    assert!(
-        text.lines()
-            .any(|l| l == "murmur_messages_dropped_total{reason=\"bad_signature\"} 1"),
+    assert_eq!(
+        support::metric(&text, "murmur_messages_dropped_total{reason=\"bad_signature\"}"),
+        Some(1.0),
         "{text}"
     );
     server.abort();

@@ -15,18 +15,9 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
 use murmur::crypto::TopicKeys;
 use support::http::get;
-use support::{temp, TestNode};
+use support::{metric, temp, TestNode};
 
 const MINUTE: i64 = 60_000;
-
-/// The value of a metric line that starts with `prefix` (0 when absent).
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// Starts Bob with his clock shifted by `offset_ms`, replays `envelope` to him
 /// with `author`'s key, and returns his metrics text and any `message` events.
@@ -38,14 +29,7 @@ fn replay_to_bob(dir: &std::path::Path, offset_ms: i64, author: &Keypair, envelo
         &["--metrics", "127.0.0.1:0"],
         &[(murmur::network::CLOCK_OFFSET_ENV, &offset)],
     );
-    let url = bob.seen_or_wait("metrics_listening")["addr"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let metrics_addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics")
-        .to_owned();
+    let metrics_addr = bob.metrics_addr();
     let wire = TopicKeys::derive("news", "s3cret").wire_topic();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -125,10 +109,14 @@ fn a_replayed_envelope_is_never_delivered_twice_and_old_or_future_ones_are_refus
         let (text, messages) = replay_to_bob(&b_dir, offset, &alice, &envelope);
         assert_eq!(
             metric(&text, "murmur_messages_received_total"),
-            1.0,
+            Some(1.0),
             "offset {offset}: {text}"
         );
-        assert_eq!(metric(&text, "murmur_messages_delivered_total"), 0.0, "offset {offset}");
+        assert_eq!(
+            metric(&text, "murmur_messages_delivered_total"),
+            Some(0.0),
+            "offset {offset}"
+        );
         assert_eq!(messages, 0, "offset {offset}: replay reported as a message");
     }
     // More than 24 h later, or with a clock 15 minutes behind the sender: refused as stale.
@@ -136,10 +124,14 @@ fn a_replayed_envelope_is_never_delivered_twice_and_old_or_future_ones_are_refus
         let (text, messages) = replay_to_bob(&b_dir, offset, &alice, &envelope);
         assert_eq!(
             metric(&text, "murmur_messages_dropped_total{reason=\"stale\"}"),
-            1.0,
+            Some(1.0),
             "offset {offset}: {text}"
         );
-        assert_eq!(metric(&text, "murmur_messages_received_total"), 0.0, "offset {offset}");
+        assert_eq!(
+            metric(&text, "murmur_messages_received_total"),
+            Some(0.0),
+            "offset {offset}"
+        );
         assert_eq!(messages, 0);
     }
 }
