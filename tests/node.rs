@@ -113,6 +113,8 @@ fn a_message_published_before_any_peer_is_delivered_when_one_arrives() {
     a.send("/pub news sent-while-alone");
     let p = a.wait_event("published", |_| true);
     assert_eq!(p["queued"], true);
+    let pending = a.ask("/pending", "pending");
+    assert_eq!(pending["publishes"]["news"], 1, "{pending}");
 
     let mut b = TestNode::start(
         "bob",

@@ -12,7 +12,7 @@ use rand::seq::IteratorRandom;
 use tokio::sync::oneshot;
 
 use super::sync::{self, Cursor, SyncRequest, SyncResponse, MAX_HAVE};
-use super::{now_ms, Completion, EventLoop};
+use super::{now_ms, subscribed_peers, Completion, EventLoop};
 use crate::event::Event;
 use crate::keyring::TopicEntry;
 
@@ -93,14 +93,7 @@ impl EventLoop {
 
     /// Catches up on `hash` with every connected peer known to be subscribed to it.
     pub(super) fn sync_topic_peers(&mut self, hash: &gossipsub::TopicHash) {
-        let peers: Vec<PeerId> = self
-            .swarm
-            .behaviour()
-            .gossipsub
-            .all_peers()
-            .filter(|(_, topics)| topics.contains(&hash))
-            .map(|(p, _)| *p)
-            .collect();
+        let peers: Vec<PeerId> = subscribed_peers(&self.swarm.behaviour().gossipsub, hash).collect();
         for peer in peers {
             self.start_sync(peer, hash, true);
         }
@@ -110,14 +103,7 @@ impl EventLoop {
     pub(super) fn resync(&mut self) {
         let hashes: Vec<gossipsub::TopicHash> = self.topics.keys().cloned().collect();
         for hash in hashes {
-            let peer = self
-                .swarm
-                .behaviour()
-                .gossipsub
-                .all_peers()
-                .filter(|(_, topics)| topics.contains(&&hash))
-                .map(|(p, _)| *p)
-                .choose(&mut rand::thread_rng());
+            let peer = subscribed_peers(&self.swarm.behaviour().gossipsub, &hash).choose(&mut rand::thread_rng());
             if let Some(peer) = peer {
                 self.start_sync(peer, &hash, false);
             }

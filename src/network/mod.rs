@@ -375,18 +375,18 @@ impl EventLoop {
             } => self.publish(&topic, msg, client_key, reply).await,
             Request::Dm { to, msg, reply } => self.send_dm(&to, msg, reply).await,
             Request::Pending { reply } => {
+                // Queued publishes may be for open topics not joined: every
+                // topic, joined or not, is in the keyring under its id (the wire topic).
+                let keyring = self.keyring.read().expect("keyring lock");
                 let publishes = self
                     .queued
                     .iter()
                     .filter_map(|(hash, q)| {
-                        let name = self.topics.get(hash).map(|t| t.name.clone()).or_else(|| {
-                            let keyring = self.keyring.read().expect("keyring lock");
-                            let entry = keyring.all().find(|e| e.keys().wire_topic() == hash.as_str());
-                            entry.map(|e| e.name.clone())
-                        })?;
-                        Some((name, q.len()))
+                        let id: [u8; 32] = hex::decode(hash.as_str()).ok()?.try_into().ok()?;
+                        Some((keyring.by_id(&id)?.name.clone(), q.len()))
                     })
                     .collect();
+                drop(keyring);
                 let _ = reply.send((self.outbox_items(), publishes));
             }
             Request::Peers { reply } => {
@@ -406,11 +406,9 @@ impl EventLoop {
                     counts
                         .mesh
                         .insert(entry.name.clone(), gossipsub.mesh_peers(hash).count());
-                    let subscribed = gossipsub
-                        .all_peers()
-                        .filter(|(_, topics)| topics.contains(&hash))
-                        .count();
-                    counts.subscribed.insert(entry.name.clone(), subscribed);
+                    counts
+                        .subscribed
+                        .insert(entry.name.clone(), subscribed_peers(gossipsub, hash).count());
                 }
                 let _ = reply.send(counts);
             }
@@ -589,7 +587,6 @@ impl EventLoop {
             queued,
             duplicate: false,
         };
-        let (done, stored) = oneshot::channel();
         let insert = Insert {
             id: envelope.salt,
             purpose: Purpose::Topic,
@@ -605,20 +602,9 @@ impl EventLoop {
                 queued,
                 open: entry.open,
             }),
-            done: Some(done),
+            done: None,
         };
-        if let Err(e) = self.store.insert(insert).await {
-            let _ = reply.send(Err(NodeError::Store(e.to_string())));
-            return;
-        }
-        tokio::spawn(async move {
-            let result = match stored.await {
-                Ok(Ok(_)) => Ok(published),
-                Ok(Err(e)) => Err(NodeError::Store(e)),
-                Err(_) => Err(NodeError::Stopped),
-            };
-            let _ = reply.send(result);
-        });
+        store_then_reply(&self.store, insert, published, Some(reply)).await;
     }
 
     /// The topic a publish goes to: the subscribed one of that name; else, if
@@ -1095,6 +1081,52 @@ impl EventLoop {
             done: None,
         })
     }
+}
+
+/// Queues `insert` and, once it is durable, answers `reply` (if any) with
+/// `value`, or with the store's error.
+async fn store_then_reply<T: Send + 'static>(
+    store: &Store,
+    insert: Insert,
+    value: T,
+    reply: Option<oneshot::Sender<Result<T, NodeError>>>,
+) {
+    let Some(reply) = reply else {
+        if let Err(e) = store.insert(insert).await {
+            tracing::error!("{e}");
+        }
+        return;
+    };
+    let (done, stored) = oneshot::channel();
+    if let Err(e) = store
+        .insert(Insert {
+            done: Some(done),
+            ..insert
+        })
+        .await
+    {
+        let _ = reply.send(Err(NodeError::Store(e.to_string())));
+        return;
+    }
+    tokio::spawn(async move {
+        let result = match stored.await {
+            Ok(Ok(_)) => Ok(value),
+            Ok(Err(e)) => Err(NodeError::Store(e)),
+            Err(_) => Err(NodeError::Stopped),
+        };
+        let _ = reply.send(result);
+    });
+}
+
+/// The connected peers gossipsub knows to be subscribed to `hash`.
+fn subscribed_peers<'a>(
+    gossipsub: &'a gossipsub::Behaviour,
+    hash: &'a gossipsub::TopicHash,
+) -> impl Iterator<Item = PeerId> + 'a {
+    gossipsub
+        .all_peers()
+        .filter(move |(_, topics)| topics.contains(&hash))
+        .map(|(p, _)| *p)
 }
 
 fn is_unspecified(addr: &Multiaddr) -> bool {

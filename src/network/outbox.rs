@@ -406,31 +406,12 @@ impl EventLoop {
             id: hex::encode(id),
         };
         let name = self.name.clone();
-        let (done, stored) = oneshot::channel();
-        let insert = Insert {
-            done: Some(done),
-            ..self.dm_insert(local, &name, e.ts, id, &record, event, Via::Local)
+        let insert = self.dm_insert(local, &name, e.ts, id, &record, event, Via::Local);
+        let outcome = DmOutcome {
+            id: hex::encode(id),
+            queued: false,
         };
-        if let Err(err) = self.store.insert(insert).await {
-            if let Some(reply) = e.reply {
-                let _ = reply.send(Err(NodeError::Store(err.to_string())));
-            }
-            return;
-        }
-        let reply = e.reply;
-        tokio::spawn(async move {
-            let result = match stored.await {
-                Ok(Ok(_)) => Ok(DmOutcome {
-                    id: hex::encode(id),
-                    queued: false,
-                }),
-                Ok(Err(e)) => Err(NodeError::Store(e)),
-                Err(_) => Err(NodeError::Stopped),
-            };
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
-            }
-        });
+        super::store_then_reply(&self.store, insert, outcome, e.reply).await;
     }
 
     /// An inbound DM: checked and opened, stored, and only then acknowledged.
