@@ -416,19 +416,19 @@ impl EventLoop {
 
     /// An inbound DM: checked and opened, stored, and only then acknowledged.
     async fn receive_dm(&mut self, peer: PeerId, request: DmRequest, channel: ResponseChannel<DmResponse>) {
-        let local = *self.swarm.local_peer_id();
+        let ours = direct_recipient(self.swarm.local_peer_id());
         let envelope = Envelope::decode(&request.envelope);
         let id = envelope.as_ref().map(|e| e.salt).unwrap_or([0; 32]);
         let opened = match envelope {
             Err(_) => Err(("malformed", "malformed envelope")),
             Ok(e) if e.sender != peer => Err(("forged_sender", "sender is not the connected peer")),
-            Ok(e) if e.purpose != Purpose::Direct || e.topic_id != direct_recipient(&local) => {
+            Ok(e) if e.purpose != Purpose::Direct || e.topic_id != ours => {
                 Err(("misaddressed", "not a direct message for this node"))
             }
             Ok(e) if !fresh(e.ts, now_ms()) => Err(("stale", "timestamp out of the accepted window")),
             Ok(e) => match self.pair_key(&peer) {
                 Some(key) => e
-                    .open(&key, Purpose::Direct, &direct_recipient(&local))
+                    .open(&key, Purpose::Direct, &ours)
                     .map(|p| (e, p))
                     .map_err(|_| ("decrypt_failed", "does not open with our pair key")),
                 None => Err(("decrypt_failed", "sender has no ed25519 key")),

@@ -306,15 +306,20 @@ impl TestNode {
     /// Polls `/topics` until at least `n` connected peers are known to be
     /// subscribed to `topic` (a publish now reaches them all), or fails after [`WAIT`].
     pub fn wait_topic_peers(&mut self, topic: &str, n: u64) {
+        self.wait_topic_count(topic, "peers", n);
+    }
+
+    /// Polls `/topics` until `field` (`peers` or `mesh`) of `topic` is at least `n`, or fails after [`WAIT`].
+    fn wait_topic_count(&mut self, topic: &str, field: &str, n: u64) {
         let deadline = Instant::now() + WAIT;
         loop {
             let topics = self.ask("/topics", "topics");
-            if topics["peers"][topic].as_u64().unwrap_or(0) >= n {
+            if topics[field][topic].as_u64().unwrap_or(0) >= n {
                 return;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "{}: {topic} never had {n} subscribed peers: {topics}\n{}",
+                    "{}: {field} of {topic} never reached {n}: {topics}\n{}",
                     self.name,
                     self.report()
                 );
@@ -375,21 +380,7 @@ impl TestNode {
 
     /// Polls `/topics` until our mesh for `topic` holds at least `n` peers, or fails after [`WAIT`].
     pub fn wait_mesh(&mut self, topic: &str, n: u64) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let topics = self.ask("/topics", "topics");
-            if topics["mesh"][topic].as_u64().unwrap_or(0) >= n {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{}: mesh of {topic} never reached {n}: {topics}\n{}",
-                    self.name,
-                    self.report()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.wait_topic_count(topic, "mesh", n);
     }
 
     /// Whether the process is still running.
