@@ -311,6 +311,35 @@ async fn wait_deliveries(deliveries: &Deliveries, want: usize) {
     }
 }
 
+/// A node started in this process, with its events from the first one on.
+struct Started {
+    node: Node,
+    /// Its listen address.
+    addr: String,
+    events: tokio::sync::broadcast::Receiver<Event>,
+    /// When its first connection opened, if that came before its listen address.
+    connected: Option<Instant>,
+}
+
+/// Starts a node in this process and waits for its listen address.
+async fn start_inproc(config: Config) -> anyhow::Result<Started> {
+    let (node, mut events, _task) = Node::start_with_events(config).await?;
+    let mut connected = None;
+    let addr = loop {
+        match events.recv().await? {
+            Event::Listening { addr } => break addr,
+            Event::PeerConnected { .. } => connected = connected.or(Some(Instant::now())),
+            _ => {}
+        }
+    };
+    Ok(Started {
+        node,
+        addr,
+        events,
+        connected,
+    })
+}
+
 async fn run_inproc(
     args: &BenchArgs,
     interval: Duration,
@@ -327,12 +356,9 @@ async fn run_inproc(
         for &j in dials {
             config.peers.push(addrs[j].parse()?);
         }
-        let (node, mut events, _task) = Node::start_with_events(config).await?;
-        let addr = loop {
-            if let Event::Listening { addr } = events.recv().await? {
-                break addr;
-            }
-        };
+        let Started {
+            node, addr, mut events, ..
+        } = start_inproc(config).await?;
         addrs.push(addr);
         if i > 0 {
             let deliveries = deliveries.clone();

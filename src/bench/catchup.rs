@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{body, BenchArgs, SECRET, TOPIC};
+use super::{body, start_inproc, BenchArgs, Started, SECRET, TOPIC};
 use crate::{Config, Event, Node};
 
 /// The result line of a catch-up run.
@@ -39,14 +39,6 @@ fn counter(node: &Node, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A node just started, and when its first connection opened if that came before its listen address.
-struct Started {
-    node: Node,
-    addr: String,
-    events: tokio::sync::broadcast::Receiver<Event>,
-    connected: Option<Instant>,
-}
-
 async fn start(dir: &std::path::Path, name: &str, peer: Option<&str>) -> anyhow::Result<Started> {
     let mut config = Config::loopback(name, dir.join(name));
     config.topics.push((TOPIC.into(), Some(SECRET.into())));
@@ -54,22 +46,7 @@ async fn start(dir: &std::path::Path, name: &str, peer: Option<&str>) -> anyhow:
     if let Some(peer) = peer {
         config.peers.push(peer.parse()?);
     }
-    let (node, mut events, _task) = Node::start_with_events(config).await?;
-    let mut connected = None;
-    let addr = loop {
-        match events.recv().await? {
-            Event::Listening { addr } => break addr,
-            // The first connection may come before the listen address is reported.
-            Event::PeerConnected { .. } => connected = connected.or(Some(Instant::now())),
-            _ => {}
-        }
-    };
-    Ok(Started {
-        node,
-        addr,
-        events,
-        connected,
-    })
+    start_inproc(config).await
 }
 
 /// Node A publishes `--messages` messages (node B is there so they go out
