@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 /// Why a received message was dropped.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropReason {
-    /// `malformed`, `forged_sender`, `bad_signature`, `decrypt_failed`, `stale`, `unknown_topic`, `misaddressed`.
+    /// `malformed`, `bad_signature`, `forged_sender`, `decrypt_failed`, `stale`, `unknown_topic`, `misaddressed`.
     pub reason: &'static str,
 }
 

@@ -222,6 +222,7 @@ impl Node {
 
         let name = config.name.clone();
         let mdns = config.mdns;
+        let signed_gossip = config.plain;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -232,7 +233,7 @@ impl Node {
             .map_err(|e| startup(&e))?
             .with_quic()
             .with_behaviour(|key| {
-                Behaviour::new(key, &name, mdns, &mut registry)
+                Behaviour::new(key, &name, mdns, signed_gossip, &mut registry)
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| startup(&e))?

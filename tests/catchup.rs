@@ -199,7 +199,6 @@ struct Member {
 fn caught_up_messages_must_be_signed_by_their_sender() {
     use libp2p::gossipsub;
     use libp2p::identity::Keypair;
-    use murmur::envelope::{Envelope, Payload, Purpose};
 
     let tmp = temp();
     let mut bob = TestNode::start(
@@ -212,35 +211,22 @@ fn caught_up_messages_must_be_signed_by_their_sender() {
     // Mallory is a member; Alice is another member, not online.
     let (mallory, alice) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
     let (mallory_id, alice_id) = (mallory.public().to_peer_id(), alice.public().to_peer_id());
-    let keys = TopicKeys::derive("news", "s3cret");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let seal = |sender: PeerId, name: &str, body: &str| {
-        let payload = Payload {
-            seq: 1,
-            name: name.into(),
-            body: body.into(),
-        };
-        Envelope::seal(&keys.key, Purpose::Topic, keys.id, sender, now, &payload).encode()
-    };
     let page = vec![
         // Alice's name and peer id, Mallory's signature.
-        murmur::signed::sign(&mallory, seal(alice_id, "alice", "forged in alice's name")),
+        support::raw::topic_frame("news", "s3cret", &mallory, alice_id, "alice", "forged in alice's name"),
         // Mallory's own message, properly signed.
-        murmur::signed::sign(&mallory, seal(mallory_id, "mallory", "honest from mallory")),
+        support::raw::topic_frame("news", "s3cret", &mallory, mallory_id, "mallory", "honest from mallory"),
     ];
 
     let addr = bob.addr.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.spawn(async move {
-        let mut swarm = support::raw::swarm(mallory.clone(), |key| Member {
-            gossipsub: gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub::Config::default(),
-            )
-            .unwrap(),
+        let mut swarm = support::raw::swarm(mallory.clone(), |_| Member {
+            gossipsub: support::raw::anonymous_gossipsub(),
             sync: request_response::Behaviour::with_codec(
                 SyncCodec::default(),
                 [(sync::PROTOCOL, ProtocolSupport::Full)],

@@ -1,18 +1,17 @@
-//! Replays: a captured valid envelope, sent again by its own author's key
-//! (the strongest replayer: gossipsub's signature checks pass) to a node
-//! restarted a minute later, an hour later (a controllable clock:
-//! `MURMUR_TEST_CLOCK_OFFSET_MS`), more than 24 h later and with its clock
-//! behind: never delivered or stored a second time; too old or too far in the
-//! future, refused outright.
+//! Replays and forgeries sent by gossip.
+//!
+//! Replays: a captured valid frame (Alice's envelope and her signature), sent
+//! again by anyone (gossipsub carries no signature of its own, so every check
+//! of the frame passes) to a node restarted a minute later, an hour later (a
+//! controllable clock: `MURMUR_TEST_CLOCK_OFFSET_MS`), more than 24 h later
+//! and with its clock behind: never delivered or stored a second time; too
+//! old or too far in the future, refused outright. Forgeries: a member's frame
+//! in another member's name is dropped as `bad_signature`.
 
 mod support;
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use libp2p::gossipsub;
-use libp2p::identity::Keypair;
-use libp2p::swarm::SwarmEvent;
 use murmur::crypto::TopicKeys;
 use support::http::get;
 use support::{metric, temp, TestNode};
@@ -20,8 +19,8 @@ use support::{metric, temp, TestNode};
 const MINUTE: i64 = 60_000;
 
 /// Starts Bob with his clock shifted by `offset_ms`, replays `envelope` to him
-/// with `author`'s key, and returns his metrics text and any `message` events.
-fn replay_to_bob(dir: &std::path::Path, offset_ms: i64, author: &Keypair, envelope: &[u8]) -> (String, usize) {
+/// from a stranger, and returns his metrics text and any `message` events.
+fn replay_to_bob(dir: &std::path::Path, offset_ms: i64, envelope: &[u8]) -> (String, usize) {
     let offset = offset_ms.to_string();
     let mut bob = TestNode::start_with_env(
         "bob",
@@ -31,45 +30,7 @@ fn replay_to_bob(dir: &std::path::Path, offset_ms: i64, author: &Keypair, envelo
     );
     let metrics_addr = bob.metrics_addr();
     let wire = TopicKeys::derive("news", "s3cret").wire_topic();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut swarm = support::raw::swarm(author.clone(), |key| {
-            gossipsub::Behaviour::<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub::ConfigBuilder::default()
-                    .validation_mode(gossipsub::ValidationMode::Strict)
-                    .max_transmit_size(128 * 1024)
-                    .build()
-                    .unwrap(),
-            )
-            .unwrap()
-        });
-        let topic = gossipsub::IdentTopic::new(wire);
-        swarm.behaviour_mut().subscribe(&topic).unwrap();
-        let bob_id = support::raw::connect(&mut swarm, &bob.addr).await;
-        // Wait until Bob's subscription is known, then replay.
-        tokio::time::timeout(support::WAIT, async {
-            loop {
-                if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, .. }) =
-                    swarm.select_next_some().await
-                {
-                    if peer_id == bob_id {
-                        break;
-                    }
-                }
-            }
-        })
-        .await
-        .expect("bob's subscription");
-        swarm.behaviour_mut().publish(topic, envelope.to_vec()).unwrap();
-        // Let it travel and be judged.
-        let _ = tokio::time::timeout(Duration::from_millis(1500), async {
-            loop {
-                swarm.select_next_some().await;
-            }
-        })
-        .await;
-    });
+    support::raw::publish_frames(&bob.addr, &wire, vec![envelope.to_vec()]);
     let messages = bob
         .drain_for(Duration::from_millis(200))
         .iter()
@@ -95,18 +56,17 @@ fn a_replayed_envelope_is_never_delivered_twice_and_old_or_future_ones_are_refus
     a.quit();
     b.quit();
 
-    // What an eavesdropper with Alice's key would replay: the envelope as sent.
+    // What an eavesdropper would replay: the signed frame as sent.
     let db = rusqlite::Connection::open(a_dir.join("inbox.sqlite3")).unwrap();
     let envelope: Vec<u8> = db
         .query_row("SELECT envelope FROM messages WHERE purpose = 1", [], |r| r.get(0))
         .unwrap();
     drop(db);
-    let alice = Keypair::from_protobuf_encoding(&std::fs::read(a_dir.join("identity.key")).unwrap()).unwrap();
 
     // A minute and an hour later (after restarts): it passes every check but
     // is already in the inbox, so it is neither stored nor reported again.
     for offset in [MINUTE, 60 * MINUTE] {
-        let (text, messages) = replay_to_bob(&b_dir, offset, &alice, &envelope);
+        let (text, messages) = replay_to_bob(&b_dir, offset, &envelope);
         assert_eq!(
             metric(&text, "murmur_messages_received_total"),
             Some(1.0),
@@ -121,7 +81,7 @@ fn a_replayed_envelope_is_never_delivered_twice_and_old_or_future_ones_are_refus
     }
     // More than 24 h later, or with a clock 15 minutes behind the sender: refused as stale.
     for offset in [25 * 60 * MINUTE, -15 * MINUTE] {
-        let (text, messages) = replay_to_bob(&b_dir, offset, &alice, &envelope);
+        let (text, messages) = replay_to_bob(&b_dir, offset, &envelope);
         assert_eq!(
             metric(&text, "murmur_messages_dropped_total{reason=\"stale\"}"),
             Some(1.0),
@@ -134,4 +94,41 @@ fn a_replayed_envelope_is_never_delivered_twice_and_old_or_future_ones_are_refus
         );
         assert_eq!(messages, 0);
     }
+}
+
+#[test]
+fn a_gossip_frame_in_another_members_name_is_dropped() {
+    use libp2p::identity::Keypair;
+
+    let tmp = temp();
+    let mut bob = TestNode::start(
+        "bob",
+        &tmp.path().join("b"),
+        &["--topic", "news=s3cret", "--metrics", "127.0.0.1:0"],
+    );
+    let metrics_addr = bob.metrics_addr();
+    // Mallory is a member; Alice is another member, not online.
+    let (mallory, alice) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+    let (mallory_id, alice_id) = (mallory.public().to_peer_id(), alice.public().to_peer_id());
+    let frames = vec![
+        // Alice's name and peer id, Mallory's signature.
+        support::raw::topic_frame("news", "s3cret", &mallory, alice_id, "alice", "forged in alice's name"),
+        // Mallory's own message, properly signed.
+        support::raw::topic_frame("news", "s3cret", &mallory, mallory_id, "mallory", "honest from mallory"),
+    ];
+    let wire = TopicKeys::derive("news", "s3cret").wire_topic();
+    support::raw::publish_frames(&bob.addr, &wire, frames);
+
+    let message = bob.wait_event("message", |v| v["msg"] == "honest from mallory");
+    assert_eq!(message["peer"], mallory_id.to_string().as_str());
+    let text = get(&metrics_addr, "/metrics").body;
+    assert_eq!(
+        metric(&text, "murmur_messages_dropped_total{reason=\"bad_signature\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    let inbox = bob.inbox("news 10");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert_eq!(inbox[0]["msg"], "honest from mallory");
+    bob.quit();
 }

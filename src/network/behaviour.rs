@@ -103,12 +103,24 @@ pub fn name_from_agent_version(agent: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
-/// The gossipsub settings: signed messages, strict validation, application
-/// validation before forwarding, a content-derived id, and a mesh that works
-/// with two or three peers as well as with many.
-pub fn gossipsub_config() -> gossipsub::Config {
+/// The gossipsub settings: application validation before forwarding, a
+/// content-derived id, and a mesh that works with two or three peers as well
+/// as with many.
+///
+/// murmur's messages are anonymous to gossipsub (no `source`, `seqno` or
+/// gossipsub signature): the data is a signed frame whose author signature the
+/// event loop checks once per message, where gossipsub would check its own
+/// signature on every copy received from every mesh peer. `signed_gossip`
+/// (the `--plain` benchmark baseline only) restores gossipsub's signed, strict
+/// mode, as in the rust-libp2p chat example.
+pub fn gossipsub_config(signed_gossip: bool) -> gossipsub::Config {
+    let mode = if signed_gossip {
+        gossipsub::ValidationMode::Strict
+    } else {
+        gossipsub::ValidationMode::Anonymous
+    };
     gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validation_mode(mode)
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(&sha256(&m.data)[..20]))
         .max_transmit_size(MAX_TRANSMIT_BYTES)
@@ -206,16 +218,28 @@ pub fn topic_score_params() -> gossipsub::TopicScoreParams {
 }
 
 impl Behaviour {
-    /// Builds the behaviour for `key`, named `name`, with mDNS on or off.
+    /// Builds the behaviour for `key`, named `name`, with mDNS on or off and
+    /// gossipsub anonymous or, for the `--plain` baseline, signed (see
+    /// [`gossipsub_config`]).
     ///
     /// # Errors
     /// When mDNS cannot open its socket.
-    pub fn new(key: &Keypair, name: &str, mdns_on: bool, registry: &mut Registry) -> std::io::Result<Self> {
+    pub fn new(
+        key: &Keypair,
+        name: &str,
+        mdns_on: bool,
+        signed_gossip: bool,
+        registry: &mut Registry,
+    ) -> std::io::Result<Self> {
         let peer_id = key.public().to_peer_id();
-        let mut gossipsub =
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossipsub_config())
-                .map_err(std::io::Error::other)?
-                .with_metrics(registry.sub_registry_with_prefix("gossipsub"), Default::default());
+        let authenticity = if signed_gossip {
+            gossipsub::MessageAuthenticity::Signed(key.clone())
+        } else {
+            gossipsub::MessageAuthenticity::Anonymous
+        };
+        let mut gossipsub = gossipsub::Behaviour::new(authenticity, gossipsub_config(signed_gossip))
+            .map_err(std::io::Error::other)?
+            .with_metrics(registry.sub_registry_with_prefix("gossipsub"), Default::default());
         gossipsub
             .with_peer_score(peer_score_params(), peer_score_thresholds())
             .map_err(std::io::Error::other)?;
@@ -308,7 +332,9 @@ mod tests {
 
     #[test]
     fn gossipsub_config_is_valid() {
-        let c = gossipsub_config();
-        assert_eq!(c.max_transmit_size(), MAX_TRANSMIT_BYTES);
+        for signed in [false, true] {
+            let c = gossipsub_config(signed);
+            assert_eq!(c.max_transmit_size(), MAX_TRANSMIT_BYTES);
+        }
     }
 }

@@ -211,7 +211,7 @@ impl EventLoop {
             .sync_envelope_bytes
             .inc_by(envelopes.iter().map(|e| e.len() as u64).sum());
         for bytes in envelopes {
-            match self.open_topic_message(&entry, &bytes, None, crate::store::Via::Sync) {
+            match self.open_topic_message(&entry, &bytes, crate::store::Via::Sync) {
                 Ok(insert) => {
                     let (done, rx) = oneshot::channel();
                     let insert = crate::store::Insert {

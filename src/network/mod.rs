@@ -1001,34 +1001,23 @@ impl EventLoop {
             });
             return Ok(());
         }
-        let insert = self.open_topic_message(&entry, &message.data, message.source, Via::Gossip)?;
+        let insert = self.open_topic_message(&entry, &message.data, Via::Gossip)?;
         if self.store.insert(insert).await.is_err() {
             tracing::error!("inbox closed; message not stored");
         }
         Ok(())
     }
 
-    /// Checks one topic envelope as every received one is checked (format,
-    /// sender, age, key) and makes its inbox insert. `source` is the peer that
-    /// signed it on gossipsub (`None` for catch-up, which carries no gossipsub
-    /// signature); envelopes from catch-up may be as old as the retention
-    /// window, live ones at most [`MAX_MESSAGE_AGE_MS`]. `Err` names the drop reason,
-    /// which is counted.
-    fn open_topic_message(
-        &self,
-        entry: &TopicEntry,
-        data: &[u8],
-        source: Option<PeerId>,
-        via: Via,
-    ) -> Result<Insert, &'static str> {
-        // Live gossip: gossipsub has checked the author's signature (same key)
-        // and the sender is compared with it below. Catch-up: the frame's own.
-        let parsed = if via == Via::Sync {
-            crate::signed::verify(data)
-        } else {
-            crate::signed::decode(data)
-        };
-        let envelope = match parsed {
+    /// Checks one signed topic frame as every received one is checked
+    /// (format, author signature, age, key) and makes its inbox insert.
+    /// Envelopes from catch-up may be as old as the retention window, live
+    /// ones at most [`MAX_MESSAGE_AGE_MS`]. `Err` names the drop reason, which
+    /// is counted.
+    fn open_topic_message(&self, entry: &TopicEntry, data: &[u8], via: Via) -> Result<Insert, &'static str> {
+        // Gossip and catch-up alike: the frame's signature is its author's.
+        // Gossipsub is anonymous and has deduplicated, so this runs once per
+        // message, not once per copy.
+        let envelope = match crate::signed::verify(data) {
             Ok(e) => e,
             Err(crate::signed::FrameError::BadSignature) => {
                 self.metrics.drop("bad_signature");
@@ -1039,10 +1028,6 @@ impl EventLoop {
                 return Err("malformed envelope");
             }
         };
-        if via == Via::Gossip && source != Some(envelope.sender) {
-            self.metrics.drop("forged_sender");
-            return Err("sender is not the signing peer");
-        }
         let max_age = if via == Via::Sync {
             self.retention.max_age_ms
         } else {
