@@ -14,6 +14,9 @@ use crate::node::{Node, NodeError};
 /// Longest stdin line read; a longer one is answered with an error and skipped.
 const MAX_LINE_BYTES: usize = crate::envelope::MAX_MESSAGE_BYTES + 1024;
 
+/// Bytes of waiting event lines written to stdout at once, at most.
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Where and how events are printed.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
@@ -25,28 +28,69 @@ impl Printer {
     /// Prints one event. In readable mode errors go to stderr; in JSON mode
     /// everything is a JSON line on stdout. A closed stdout is ignored.
     pub fn print(&self, event: &Event) {
-        if self.json {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", event.to_json());
-            let _ = out.flush();
-        } else if let Event::Error { .. } = event {
-            let _ = writeln!(std::io::stderr().lock(), "{}", event.to_human());
-        } else {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", event.to_human());
-            let _ = out.flush();
+        match self.stdout_line(event) {
+            Some(line) => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{}", event.to_human());
+            }
         }
     }
 
-    /// Prints every event of `events` until the node stops.
+    /// The line that prints `event` on stdout, or `None` for an error in
+    /// readable mode (which goes to stderr).
+    fn stdout_line(&self, event: &Event) -> Option<String> {
+        if self.json {
+            Some(event.to_json())
+        } else if let Event::Error { .. } = event {
+            None
+        } else {
+            Some(event.to_human())
+        }
+    }
+
+    /// Prints every event of `events` until the node stops. Events that are
+    /// already waiting are written together (one write, not one per line),
+    /// so a busy node does not make a system call per message; nothing waits
+    /// for more to come.
     pub async fn run(self, mut events: broadcast::Receiver<Event>) {
+        use broadcast::error::{RecvError, TryRecvError};
+        let mut lines = String::new();
         loop {
-            match events.recv().await {
-                Ok(event) => self.print(&event),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("output fell behind: {n} events were not printed");
+            let mut closed = false;
+            let mut next = Some(events.recv().await);
+            while let Some(received) = next.take() {
+                match received {
+                    Ok(event) => match self.stdout_line(&event) {
+                        Some(line) => {
+                            lines.push_str(&line);
+                            lines.push('\n');
+                        }
+                        None => self.print(&event),
+                    },
+                    Err(RecvError::Lagged(n)) => tracing::warn!("output fell behind: {n} events were not printed"),
+                    Err(RecvError::Closed) => closed = true,
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
+                if !closed && lines.len() < BATCH_BYTES {
+                    next = match events.try_recv() {
+                        Ok(event) => Some(Ok(event)),
+                        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                        Err(TryRecvError::Empty) => None,
+                    };
+                }
+            }
+            if !lines.is_empty() {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(lines.as_bytes());
+                let _ = out.flush();
+                lines.clear();
+            }
+            if closed {
+                return;
             }
         }
     }
