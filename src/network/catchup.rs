@@ -210,8 +210,10 @@ impl EventLoop {
         self.metrics
             .sync_envelope_bytes
             .inc_by(envelopes.iter().map(|e| e.len() as u64).sum());
-        for bytes in envelopes {
-            match self.open_topic_message(&entry, &bytes, crate::store::Via::Sync) {
+        let frames: Vec<(&TopicEntry, &[u8])> = envelopes.iter().map(|e| (&entry, e.as_slice())).collect();
+        let opened = self.open_topic_messages(&frames, crate::store::Via::Sync);
+        for result in opened {
+            match result {
                 Ok(insert) => {
                     let (done, rx) = oneshot::channel();
                     let insert = crate::store::Insert {

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
@@ -51,6 +51,9 @@ pub const MAX_MESSAGE_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 /// How often the redial schedule runs.
 const REDIAL_TICK: Duration = Duration::from_millis(500);
+/// Swarm events handled in one go once the swarm is ready, at most: the gossip
+/// messages among them are validated together (see `EventLoop::run`).
+const MAX_GOSSIP_BURST: usize = 64;
 
 /// What a [`crate::Node`] handle asks of the event loop. Each carries its `reply`.
 pub(crate) enum Request {
@@ -197,6 +200,8 @@ pub(crate) struct EventLoop {
     next_seq: u64,
     /// Benchmark baseline: no envelopes, no inbox (see `Config::plain`).
     plain: bool,
+    /// Gossip messages received and not yet validated (see `run`).
+    gossip_burst: Vec<(PeerId, gossipsub::MessageId, gossipsub::Message)>,
     /// Counters and gauges, shared with the store and the metrics endpoint.
     metrics: Metrics,
     /// libp2p's own metrics (swarm, gossipsub, identify, ping events).
@@ -289,6 +294,7 @@ impl EventLoop {
             metrics,
             libp2p_metrics,
             plain: config.plain,
+            gossip_burst: Vec::new(),
         }
     }
 
@@ -318,7 +324,22 @@ impl EventLoop {
         resync.reset();
         loop {
             tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                event = self.swarm.select_next_some() => {
+                    self.on_swarm_event(event).await;
+                    // What else the swarm has ready is handled now, so that the
+                    // gossip messages that arrived together are validated
+                    // together (one batch of signature checks) before any is
+                    // forwarded; then the burst is validated.
+                    for _ in 1..MAX_GOSSIP_BURST {
+                        match self.swarm.next().now_or_never() {
+                            Some(Some(event)) => self.on_swarm_event(event).await,
+                            _ => break,
+                        }
+                    }
+                    if !self.gossip_burst.is_empty() {
+                        self.validate_gossip_burst().await;
+                    }
+                }
                 request = self.requests.recv() => match request {
                     Some(Request::Shutdown) | None => break,
                     Some(request) => self.on_request(request).await,
@@ -947,26 +968,8 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let verdict = self.accept_message(&message).await;
-                let acceptance = match verdict {
-                    Ok(()) => {
-                        self.metrics.received.inc();
-                        gossipsub::MessageAcceptance::Accept
-                    }
-                    Err(reason) => {
-                        tracing::debug!(%propagation_source, reason, "dropped a gossip message");
-                        gossipsub::MessageAcceptance::Reject
-                    }
-                };
-                let rejected = acceptance == gossipsub::MessageAcceptance::Reject;
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    acceptance,
-                );
-                if rejected && self.graylisted(&propagation_source) && self.swarm.is_connected(&propagation_source) {
-                    self.disconnect_graylisted(propagation_source);
-                }
+                // Checked with the others of its burst (see `run`).
+                self.gossip_burst.push((propagation_source, message_id, message));
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 tracing::debug!(%peer_id, %topic, "peer subscribed");
@@ -983,51 +986,116 @@ impl EventLoop {
         }
     }
 
-    /// Validates, opens and stores one gossip message. `Err` names the drop reason.
-    async fn accept_message(&mut self, message: &gossipsub::Message) -> Result<(), &'static str> {
-        let Some(entry) = self.topics.get(&message.topic).cloned() else {
-            self.metrics.drop("unknown_topic");
-            return Err("unknown topic");
-        };
-        if self.plain {
-            self.emit(Event::Message {
-                topic: entry.name.clone(),
-                from: String::new(),
-                peer: message.source.map(|p| p.to_string()).unwrap_or_default(),
-                msg: String::from_utf8_lossy(&message.data).into_owned(),
-                id: hex::encode(crate::crypto::sha256(&message.data)),
-                ts: now_ms(),
-                via: Via::Gossip.as_str().into(),
-            });
-            return Ok(());
+    /// Validates, opens and stores the gossip messages received since the
+    /// last call, and reports each verdict to gossipsub (which forwards the
+    /// accepted ones). Their signatures are checked together.
+    async fn validate_gossip_burst(&mut self) {
+        let burst = std::mem::take(&mut self.gossip_burst);
+        let mut verdicts: Vec<Result<Option<Insert>, &'static str>> = Vec::with_capacity(burst.len());
+        let mut frames: Vec<(&TopicEntry, &[u8])> = Vec::new();
+        let mut framed = Vec::new();
+        for (i, (_, _, message)) in burst.iter().enumerate() {
+            match self.topics.get(&message.topic) {
+                None => {
+                    self.metrics.drop("unknown_topic");
+                    verdicts.push(Err("unknown topic"));
+                }
+                Some(entry) if self.plain => {
+                    self.emit(Event::Message {
+                        topic: entry.name.clone(),
+                        from: String::new(),
+                        peer: message.source.map(|p| p.to_string()).unwrap_or_default(),
+                        msg: String::from_utf8_lossy(&message.data).into_owned(),
+                        id: hex::encode(crate::crypto::sha256(&message.data)),
+                        ts: now_ms(),
+                        via: Via::Gossip.as_str().into(),
+                    });
+                    verdicts.push(Ok(None));
+                }
+                Some(entry) => {
+                    frames.push((entry, &message.data));
+                    framed.push(i);
+                    verdicts.push(Ok(None));
+                }
+            }
         }
-        let insert = self.open_topic_message(&entry, &message.data, Via::Gossip)?;
-        if self.store.insert(insert).await.is_err() {
-            tracing::error!("inbox closed; message not stored");
+        for (i, opened) in framed.into_iter().zip(self.open_topic_messages(&frames, Via::Gossip)) {
+            verdicts[i] = opened.map(Some);
         }
-        Ok(())
+        for ((propagation_source, message_id, _), verdict) in burst.into_iter().zip(verdicts) {
+            let acceptance = match verdict {
+                Ok(insert) => {
+                    if let Some(insert) = insert {
+                        if self.store.insert(insert).await.is_err() {
+                            tracing::error!("inbox closed; message not stored");
+                        }
+                    }
+                    self.metrics.received.inc();
+                    gossipsub::MessageAcceptance::Accept
+                }
+                Err(reason) => {
+                    tracing::debug!(%propagation_source, reason, "dropped a gossip message");
+                    gossipsub::MessageAcceptance::Reject
+                }
+            };
+            let rejected = acceptance == gossipsub::MessageAcceptance::Reject;
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &message_id,
+                &propagation_source,
+                acceptance,
+            );
+            if rejected && self.graylisted(&propagation_source) && self.swarm.is_connected(&propagation_source) {
+                self.disconnect_graylisted(propagation_source);
+            }
+        }
     }
 
-    /// Checks one signed topic frame as every received one is checked
-    /// (format, author signature, age, key) and makes its inbox insert.
+    /// Checks signed topic frames as every received one is checked (format,
+    /// author signature, age, key) and makes their inbox inserts, in order.
     /// Envelopes from catch-up may be as old as the retention window, live
     /// ones at most [`MAX_MESSAGE_AGE_MS`]. `Err` names the drop reason, which
     /// is counted.
-    fn open_topic_message(&self, entry: &TopicEntry, data: &[u8], via: Via) -> Result<Insert, &'static str> {
-        // Gossip and catch-up alike: the frame's signature is its author's.
-        // Gossipsub is anonymous and has deduplicated, so this runs once per
-        // message, not once per copy.
-        let envelope = match crate::signed::verify(data) {
-            Ok(e) => e,
-            Err(crate::signed::FrameError::BadSignature) => {
-                self.metrics.drop("bad_signature");
-                return Err("signature is not the sender's");
-            }
-            Err(_) => {
-                self.metrics.drop("malformed");
-                return Err("malformed envelope");
-            }
-        };
+    ///
+    /// Gossip and catch-up alike: a frame's signature must be its author's.
+    /// Gossipsub is anonymous and has deduplicated, so this runs once per
+    /// message, not once per copy, and a burst's signatures are checked
+    /// together ([`crate::signed::verify_all`]).
+    fn open_topic_messages(&self, frames: &[(&TopicEntry, &[u8])], via: Via) -> Vec<Result<Insert, &'static str>> {
+        let decoded: Vec<_> = frames.iter().map(|(_, data)| crate::signed::decode(data)).collect();
+        let pending: Vec<&crate::signed::Unverified> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+        let mut signed = crate::signed::verify_all(&pending).into_iter();
+        frames
+            .iter()
+            .zip(decoded)
+            .map(|((entry, data), decoded)| match decoded {
+                Err(crate::signed::FrameError::BadSignature) => {
+                    self.metrics.drop("bad_signature");
+                    Err("signature is not the sender's")
+                }
+                Err(_) => {
+                    self.metrics.drop("malformed");
+                    Err("malformed envelope")
+                }
+                Ok(frame) => {
+                    if signed.next() == Some(true) {
+                        self.open_signed(entry, data, frame.envelope, via)
+                    } else {
+                        self.metrics.drop("bad_signature");
+                        Err("signature is not the sender's")
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The checks after the signature: age and key; then the insert.
+    fn open_signed(
+        &self,
+        entry: &TopicEntry,
+        data: &[u8],
+        envelope: Envelope,
+        via: Via,
+    ) -> Result<Insert, &'static str> {
         let max_age = if via == Via::Sync {
             self.retention.max_age_ms
         } else {
