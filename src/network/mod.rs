@@ -1067,21 +1067,21 @@ impl EventLoop {
         frames
             .iter()
             .zip(decoded)
-            .map(|((entry, data), decoded)| match decoded {
-                Err(crate::signed::FrameError::BadSignature) => {
-                    self.metrics.drop("bad_signature");
-                    Err("signature is not the sender's")
-                }
-                Err(_) => {
-                    self.metrics.drop("malformed");
-                    Err("malformed envelope")
-                }
-                Ok(frame) => {
-                    if signed.next() == Some(true) {
-                        self.open_signed(entry, data, frame.envelope, via)
-                    } else {
+            .map(|((entry, data), decoded)| {
+                // A decoded frame takes the next signature verdict, in order.
+                let checked = decoded.and_then(|frame| match signed.next() {
+                    Some(true) => Ok(frame.envelope),
+                    _ => Err(crate::signed::FrameError::BadSignature),
+                });
+                match checked {
+                    Ok(envelope) => self.open_signed(entry, data, envelope, via),
+                    Err(crate::signed::FrameError::BadSignature) => {
                         self.metrics.drop("bad_signature");
                         Err("signature is not the sender's")
+                    }
+                    Err(_) => {
+                        self.metrics.drop("malformed");
+                        Err("malformed envelope")
                     }
                 }
             })
