@@ -55,10 +55,9 @@ fn a_node_back_from_offline_catches_up_on_what_it_missed() {
 
     // Carol returns with only Bob reachable.
     let mut c = TestNode::start("carol", &c_dir, &[&topic[..], &["--peer", &b.addr.clone()]].concat());
-    let connected = c.wait_event("peer_connected", |v| v["peer"] == b.peer_id.as_str());
-    let connected_at = c.last_seen_at();
-    let synced = c.wait_event("synced", |v| v["peer"] == b.peer_id.as_str() && v["topic"] == "news");
-    let took = c.last_seen_at() - connected_at;
+    let (connected, connected_at) = c.seen_or_wait_for("peer_connected", |v| v["peer"] == b.peer_id.as_str());
+    let (synced, synced_at) = c.seen_or_wait_for("synced", |v| v["peer"] == b.peer_id.as_str() && v["topic"] == "news");
+    let took = synced_at - connected_at;
     assert_eq!(synced["received"], 200, "{synced} after {connected}");
     assert!(took < Duration::from_secs(10), "catch-up took {took:?}");
     eprintln!("catch-up of 200 messages took {took:?} after connecting");

@@ -340,9 +340,21 @@ impl TestNode {
 
     /// The first event named `kind` seen so far, or else the next one.
     pub fn seen_or_wait(&mut self, kind: &str) -> Value {
-        match self.seen.iter().find(|v| v["event"] == kind).cloned() {
-            Some(v) => v,
-            None => self.wait_event(kind, |_| true),
+        self.seen_or_wait_for(kind, |_| true).0
+    }
+
+    /// The first event named `kind` matching `pred` seen so far, or else the
+    /// next one, with when it arrived. Unlike [`TestNode::wait_event`] this
+    /// finds an event that start-up or an earlier wait went past: a node
+    /// started with `--peer` may print `peer_connected` before `listening`.
+    pub fn seen_or_wait_for(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> (Value, Instant) {
+        let matches = |v: &Value| v["event"] == kind && pred(v);
+        match self.seen.iter().position(matches) {
+            Some(i) => (self.seen[i].clone(), self.seen_at[i]),
+            None => {
+                let v = self.wait_event(kind, &pred);
+                (v, self.last_seen_at())
+            }
         }
     }
 
