@@ -128,3 +128,65 @@ async fn the_store_keeps_a_duplicate_once_and_reports_it_once() {
     assert_eq!(r.await.unwrap(), Ok(false));
     assert_eq!(store.count().await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn the_wal_is_written_ahead_and_survives_a_crash_and_a_wrap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wal = tmp.path().join(format!("{}-wal", murmur::store::INBOX_FILE));
+    let (events, _rx) = broadcast::channel(16);
+    let store = Store::open(tmp.path(), events).unwrap();
+    assert!(std::fs::metadata(&wal).unwrap().len() >= murmur::store::WAL_PREALLOC);
+    // 12,000 envelopes of 1 KiB: more than the WAL written ahead holds, so it
+    // must restart from its start (over the zeros and old frames) to keep
+    // its size.
+    let total = 12_000u64;
+    let mut last = None;
+    for i in 0..total {
+        let (done, r) = tokio::sync::oneshot::channel();
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&i.to_be_bytes());
+        store
+            .insert(Insert {
+                id,
+                purpose: Purpose::Topic,
+                topic_id: [1; 32],
+                ts: 1000 + i,
+                envelope: vec![i as u8; 1024],
+                via: murmur::store::Via::Gossip,
+                own_seq: None,
+                client_key: None,
+                event: None,
+                done: Some(done),
+            })
+            .await
+            .unwrap();
+        last = Some(r);
+    }
+    assert_eq!(last.unwrap().await.unwrap(), Ok(true));
+    assert_eq!(
+        std::fs::metadata(&wal).unwrap().len(),
+        murmur::store::WAL_PREALLOC,
+        "the WAL grew past what was written ahead"
+    );
+    // A crash image: the files as they are on disk now, with the store open.
+    let image = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(tmp.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), image.path().join(entry.file_name())).unwrap();
+    }
+    store.close().await;
+    for dir in [image.path(), tmp.path()] {
+        let (events, _rx) = broadcast::channel(16);
+        let store = Store::open(dir, events).unwrap();
+        assert_eq!(store.count().await.unwrap(), total, "in {}", dir.display());
+        let rows = store
+            .query(InboxQuery {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows[0].envelope, vec![(total - 1) as u8; 1024]);
+        store.close().await;
+    }
+}
