@@ -69,6 +69,37 @@ pub fn public_key(peer: &PeerId) -> Option<PublicKey> {
     PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()
 }
 
+/// Authors whose verifying keys [`verifying_key`] keeps decoded.
+const KEY_CACHE: usize = 1024;
+
+/// The ed25519 verifying key of `peer`, or `None` when it has none murmur
+/// accepts (not ed25519, not a curve point, or of small order, for which
+/// anyone could "sign").
+///
+/// Getting it from a peer id costs two point decompressions (libp2p's
+/// decoding checks the point, dalek's decodes it again), a fifth of a
+/// signature check; the keys of the last [`KEY_CACHE`] authors are kept, as
+/// a busy topic's messages come from few of them. A full cache starts over.
+fn verifying_key(peer: &PeerId) -> Option<ed25519_dalek::VerifyingKey> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, PoisonError};
+    static KEYS: Mutex<Option<HashMap<PeerId, ed25519_dalek::VerifyingKey>>> = Mutex::new(None);
+    let mut keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+    let keys = keys.get_or_insert_with(HashMap::new);
+    if let Some(key) = keys.get(peer) {
+        return Some(*key);
+    }
+    let key = public_key(peer)
+        .and_then(|k| k.try_into_ed25519().ok())
+        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k.to_bytes()).ok())
+        .filter(|k| !k.is_weak())?;
+    if keys.len() >= KEY_CACHE {
+        keys.clear();
+    }
+    keys.insert(*peer, key);
+    Some(key)
+}
+
 /// A decoded frame whose signature is not checked yet (see [`verify_all`]).
 pub struct Unverified {
     /// The envelope, trusted only once the signature is.
@@ -86,12 +117,7 @@ pub struct Unverified {
 pub fn decode(frame: &[u8]) -> Result<Unverified, FrameError> {
     let (bytes, signature) = split(frame)?;
     let envelope = Envelope::decode(bytes)?;
-    let key = public_key(&envelope.sender)
-        .and_then(|k| k.try_into_ed25519().ok())
-        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k.to_bytes()).ok())
-        // A small-order key: anyone could "sign" for it.
-        .filter(|k| !k.is_weak())
-        .ok_or(FrameError::BadSignature)?;
+    let key = verifying_key(&envelope.sender).ok_or(FrameError::BadSignature)?;
     let signature = ed25519_dalek::Signature::from_slice(signature).map_err(|_| FrameError::BadSignature)?;
     Ok(Unverified {
         envelope,
