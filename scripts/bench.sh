@@ -15,10 +15,26 @@ for n in 10 20 50; do
     run --procs --nodes "$n" --messages 200 --size 256 --interval-ms 10 --degree 2 $plain
   done
 done
-for plain in "" --plain; do
-  run --procs --nodes 6 --messages 8000 --size 256 --rate 4000 --star $plain
+# Diagnosis: the 20-node run with every inbox on tmpfs (no disk flushes).
+echo "# TMPDIR=/dev/shm" >&2
+TMPDIR=/dev/shm run --procs --nodes 20 --messages 200 --size 256 --interval-ms 10 --degree 2
+for topology in --star "--degree 5"; do
+  for plain in "" --plain; do
+    run --procs --nodes 6 --messages 8000 --size 256 --rate 4000 $topology $plain
+  done
 done
 run --nodes 100 --messages 100 --size 256 --rate 10 --degree 2
+run --catchup --messages 10000 --size 256
+
+# Idle RSS of a lone node, 4 s after its start.
+dir=$(mktemp -d)
+"$BIN" --name idle --data-dir "$dir" --no-mdns --listen /ip4/127.0.0.1/tcp/0 < /dev/null > /dev/null 2>&1 &
+node=$!
+sleep 4
+echo "{\"idle_rss_kib\":$(awk '/^VmRSS/ {print $2}' "/proc/$node/status")}"
+kill "$node"
+wait "$node" || true
+rm -rf "$dir"
 
 [[ ${1:-} == --quick ]] && exit 0
 cargo bench --bench envelope

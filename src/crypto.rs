@@ -4,8 +4,8 @@
 //! The derivations are specified in `docs/protocol.md`; every label below is
 //! part of the wire protocol and must never change for version 1.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::Aes256Gcm;
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -192,9 +192,20 @@ impl MessageKeys {
 
 /// AES-256-GCM encryption of `plaintext` with associated data `aad`; returns ciphertext ‖ tag.
 pub fn aead_seal(key: &Key, nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    // Room for the tag up front: no reallocation leaves a plaintext copy behind.
+    let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
+    buf.extend_from_slice(plaintext);
+    aead_seal_in_place(key, nonce, aad, &mut buf);
+    buf
+}
+
+/// [`aead_seal`] in place: `buf` holds the plaintext and is left holding
+/// ciphertext ‖ tag (no copy of the message; give it `TAG_LEN` spare
+/// capacity to spare a reallocation too).
+pub fn aead_seal_in_place(key: &Key, nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>) {
     Aes256Gcm::new(key.into())
-        .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad })
-        .expect("AES-GCM encryption of an in-memory buffer cannot fail")
+        .encrypt_in_place(nonce.into(), aad, buf)
+        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
 }
 
 /// AES-256-GCM decryption of ciphertext ‖ tag with associated data `aad`.
@@ -202,8 +213,20 @@ pub fn aead_seal(key: &Key, nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> V
 /// # Errors
 /// [`CryptoError::Tampered`] when the tag does not verify.
 pub fn aead_open(key: &Key, nonce: &[u8; 12], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut buf = ciphertext.to_vec();
+    aead_open_in_place(key, nonce, aad, &mut buf)?;
+    Ok(buf)
+}
+
+/// [`aead_open`] in place: `buf` holds ciphertext ‖ tag and is left holding
+/// the plaintext. The tag is checked before anything is decrypted, so on
+/// error `buf` still holds the ciphertext.
+///
+/// # Errors
+/// [`CryptoError::Tampered`] when the tag does not verify.
+pub fn aead_open_in_place(key: &Key, nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
     Aes256Gcm::new(key.into())
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .decrypt_in_place(nonce.into(), aad, buf)
         .map_err(|_| CryptoError::Tampered)
 }
 

@@ -15,7 +15,7 @@
 use libp2p::PeerId;
 use rand::RngCore;
 
-use crate::crypto::{aead_open, aead_seal, CryptoError, Key, MessageKeys, TAG_LEN};
+use crate::crypto::{aead_open, aead_seal_in_place, CryptoError, Key, MessageKeys, TAG_LEN};
 
 /// The only envelope version this build reads and writes.
 pub const VERSION: u8 = 1;
@@ -121,7 +121,8 @@ pub struct Payload {
 impl Payload {
     fn encode(&self) -> Vec<u8> {
         let name = truncate_utf8(&self.name, MAX_NAME_LEN);
-        let mut out = Vec::with_capacity(PAYLOAD_HEADER + name.len() + self.body.len());
+        // With room for the tag, which sealing in place appends.
+        let mut out = Vec::with_capacity(PAYLOAD_HEADER + name.len() + self.body.len() + TAG_LEN);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.push(name.len() as u8);
         out.extend_from_slice(name.as_bytes());
@@ -129,7 +130,8 @@ impl Payload {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+    /// Parses a decrypted payload, keeping its buffer as the body's.
+    fn decode(mut bytes: Vec<u8>) -> Result<Self, EnvelopeError> {
         if bytes.len() < PAYLOAD_HEADER {
             return Err(EnvelopeError::Payload);
         }
@@ -139,16 +141,15 @@ impl Payload {
         if rest.len() < name_len || name_len > MAX_NAME_LEN {
             return Err(EnvelopeError::Payload);
         }
-        let name = std::str::from_utf8(&rest[..name_len]).map_err(|_| EnvelopeError::Payload)?;
-        let body = std::str::from_utf8(&rest[name_len..]).map_err(|_| EnvelopeError::Payload)?;
-        if body.len() > MAX_MESSAGE_BYTES {
+        let name = std::str::from_utf8(&rest[..name_len])
+            .map_err(|_| EnvelopeError::Payload)?
+            .to_owned();
+        if rest.len() - name_len > MAX_MESSAGE_BYTES {
             return Err(EnvelopeError::Payload);
         }
-        Ok(Self {
-            seq,
-            name: name.to_owned(),
-            body: body.to_owned(),
-        })
+        bytes.drain(..PAYLOAD_HEADER + name_len);
+        let body = String::from_utf8(bytes).map_err(|_| EnvelopeError::Payload)?;
+        Ok(Self { seq, name, body })
     }
 }
 
@@ -193,7 +194,9 @@ impl Envelope {
             ciphertext: Vec::new(),
         };
         let aad = env.header();
-        env.ciphertext = aead_seal(&keys.key, &keys.nonce, &aad, &payload.encode());
+        let mut buf = payload.encode();
+        aead_seal_in_place(&keys.key, &keys.nonce, &aad, &mut buf);
+        env.ciphertext = buf;
         env
     }
 
@@ -215,7 +218,7 @@ impl Envelope {
             return Err(CryptoError::WrongKey.into());
         }
         let plain = aead_open(&keys.key, &keys.nonce, &self.header(), &self.ciphertext)?;
-        Payload::decode(&plain)
+        Payload::decode(plain)
     }
 
     /// The message id: the hex salt.
