@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every benchmark behind docs/performance.md and prints one JSON line per
-# swarm run (plus criterion's own output): the swarm harness against its
-# --plain baseline, throughput 1 → 5, 100 nodes in one process, then the
-# criterion benches. Usage: scripts/bench.sh [--quick]   (--quick: swarm runs only)
+# run (plus criterion's own output): the swarm harness against its --plain
+# baseline (10, 20, 50 nodes; 20 again with the inboxes on tmpfs), throughput
+# 1 → 5 (star and full mesh), 100 nodes in one process, catch-up, the idle
+# RSS of a lone node, then the criterion benches.
+# Usage: scripts/bench.sh [--quick]   (--quick: no criterion benches)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins --quiet
