@@ -30,13 +30,21 @@ run --catchup --messages 10000 --size 256
 
 # Idle RSS of a lone node, 4 s after its start.
 dir=$(mktemp -d)
-"$BIN" --name idle --data-dir "$dir" --no-mdns --listen /ip4/127.0.0.1/tcp/0 < /dev/null > /dev/null 2>&1 &
+trap 'rm -rf "$dir" "$dir.log"' EXIT
+env -u MURMUR_PASSPHRASE "$BIN" --name idle --data-dir "$dir" --no-mdns --listen /ip4/127.0.0.1/tcp/0 \
+  < /dev/null > /dev/null 2> "$dir.log" &
 node=$!
 sleep 4
-echo "{\"idle_rss_kib\":$(awk '/^VmRSS/ {print $2}' "/proc/$node/status")}"
+rss=$(awk '/^VmRSS/ {print $2}' "/proc/$node/status" 2>/dev/null || true)
+if [[ -z $rss ]]; then
+  echo "bench.sh: the idle node exited early:" >&2
+  cat "$dir.log" >&2
+  exit 1
+fi
+echo "{\"idle_rss_kib\":$rss}"
 kill "$node"
 wait "$node" || true
-rm -rf "$dir"
+rm -f "$dir.log"
 
 [[ ${1:-} == --quick ]] && exit 0
 cargo bench --bench envelope

@@ -82,17 +82,23 @@ const KEY_CACHE: usize = 1024;
 /// a busy topic's messages come from few of them. A full cache starts over.
 fn verifying_key(peer: &PeerId) -> Option<ed25519_dalek::VerifyingKey> {
     use std::collections::HashMap;
-    use std::sync::{Mutex, PoisonError};
-    static KEYS: Mutex<Option<HashMap<PeerId, ed25519_dalek::VerifyingKey>>> = Mutex::new(None);
-    let mut keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
-    let keys = keys.get_or_insert_with(HashMap::new);
-    if let Some(key) = keys.get(peer) {
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+    type Keys = HashMap<PeerId, ed25519_dalek::VerifyingKey>;
+    static KEYS: Mutex<Option<Keys>> = Mutex::new(None);
+    let lock = || KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+    fn keys<'a>(guard: &'a mut MutexGuard<'_, Option<Keys>>) -> &'a mut Keys {
+        guard.get_or_insert_with(HashMap::new)
+    }
+    if let Some(key) = keys(&mut lock()).get(peer) {
         return Some(*key);
     }
+    // Decoded without the lock: other threads' lookups need not wait.
     let key = public_key(peer)
         .and_then(|k| k.try_into_ed25519().ok())
         .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k.to_bytes()).ok())
         .filter(|k| !k.is_weak())?;
+    let mut guard = lock();
+    let keys = keys(&mut guard);
     if keys.len() >= KEY_CACHE {
         keys.clear();
     }

@@ -441,7 +441,16 @@ fn open_connection(path: &PathBuf) -> Result<Connection, StoreError> {
     for suffix in ["-wal", "-shm"] {
         make_private(&sibling(path, suffix));
     }
-    if let Err(e) = preallocate_wal(&sibling(path, "-wal")) {
+    // A WAL that a batch of large messages grew past this is cut back to it
+    // when SQLite next restarts the WAL (never below it).
+    conn.pragma_update(None, "journal_size_limit", WAL_PREALLOC as i64)?;
+    // Under the write lock: no other connection to the file (another tool,
+    // another process on the same data dir) may append frames while the
+    // zeros go in after what it has read as the end.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let written = preallocate_wal(&sibling(path, "-wal"));
+    conn.execute_batch("ROLLBACK")?;
+    if let Err(e) = written {
         tracing::warn!(error = %e, "could not preallocate the inbox WAL; commits will cost more");
     }
     Ok(conn)
@@ -455,7 +464,8 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// The WAL size written ahead: above the autocheckpoint size (1,000 pages of
-/// 4 KiB plus frame headers) and one full batch, so the WAL never grows.
+/// 4 KiB plus frame headers) with room for a batch of small messages. A batch
+/// of large ones may grow it further; `journal_size_limit` cuts it back.
 pub const WAL_PREALLOC: u64 = 8 << 20;
 
 /// Extends the WAL with zeros to [`WAL_PREALLOC`] bytes, once per open.
@@ -463,7 +473,7 @@ pub const WAL_PREALLOC: u64 = 8 << 20;
 /// A commit that appends to a file must also make its new size durable (a
 /// file-system journal commit on top of the data flush); one that overwrites
 /// blocks the file already has needs the data flush alone. SQLite never
-/// truncates the WAL here (`journal_size_limit` is unset) and restarts it
+/// truncates the WAL below this size (`journal_size_limit`) and restarts it
 /// from the start after each full checkpoint, so once the file is this long
 /// every commit overwrites. Measured with 20 processes committing on one
 /// disk: an append+fsync took 1.9 ms p50, an overwrite+fsync 0.9 ms
