@@ -69,41 +69,56 @@ pub fn public_key(peer: &PeerId) -> Option<PublicKey> {
     PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()
 }
 
-/// Authors whose verifying keys [`verifying_key`] keeps decoded.
-const KEY_CACHE: usize = 1024;
+/// Authors whose verifying keys the memo keeps decoded.
+const KEY_MEMO: usize = 1024;
 
-/// The ed25519 verifying key of `peer`, or `None` when it has none murmur
-/// accepts (not ed25519, not a curve point, or of small order, for which
-/// anyone could "sign").
-///
-/// Getting it from a peer id costs two point decompressions (libp2p's
-/// decoding checks the point, dalek's decodes it again), a fifth of a
-/// signature check; the keys of the last [`KEY_CACHE`] authors are kept, as
-/// a busy topic's messages come from few of them. A full cache starts over.
-fn verifying_key(peer: &PeerId) -> Option<ed25519_dalek::VerifyingKey> {
+/// The decoded verifying keys of the last [`KEY_MEMO`] authors whose
+/// signatures verified. Getting a key from a peer id costs two point
+/// decompressions (libp2p's decoding checks the point, dalek's decodes it
+/// again), a fifth of a signature check, and a busy topic's messages come
+/// from few authors. Only a key that verified a signature is kept, so frames
+/// in made-up names cannot churn it; a full memo starts over.
+mod key_memo {
     use std::collections::HashMap;
     use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    use libp2p::PeerId;
+
     type Keys = HashMap<PeerId, ed25519_dalek::VerifyingKey>;
     static KEYS: Mutex<Option<Keys>> = Mutex::new(None);
-    let lock = || KEYS.lock().unwrap_or_else(PoisonError::into_inner);
-    fn keys<'a>(guard: &'a mut MutexGuard<'_, Option<Keys>>) -> &'a mut Keys {
-        guard.get_or_insert_with(HashMap::new)
+
+    fn keys() -> MutexGuard<'static, Option<Keys>> {
+        KEYS.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    if let Some(key) = keys(&mut lock()).get(peer) {
-        return Some(*key);
+
+    /// The kept key of `peer`, if any.
+    pub(super) fn get(peer: &PeerId) -> Option<ed25519_dalek::VerifyingKey> {
+        keys().as_ref()?.get(peer).copied()
     }
-    // Decoded without the lock: other threads' lookups need not wait.
+
+    /// Keeps `key` as `peer`'s (it verified one of `peer`'s signatures).
+    pub(super) fn remember(peer: PeerId, key: ed25519_dalek::VerifyingKey) {
+        let mut guard = keys();
+        let keys = guard.get_or_insert_with(HashMap::new);
+        if keys.len() >= super::KEY_MEMO {
+            keys.clear();
+        }
+        keys.insert(peer, key);
+    }
+}
+
+/// The ed25519 verifying key of `peer` and whether the memo had it, or
+/// `None` when it has none murmur accepts (not ed25519, not a curve point,
+/// or of small order, for which anyone could "sign").
+fn verifying_key(peer: &PeerId) -> Option<(ed25519_dalek::VerifyingKey, bool)> {
+    if let Some(key) = key_memo::get(peer) {
+        return Some((key, true));
+    }
     let key = public_key(peer)
         .and_then(|k| k.try_into_ed25519().ok())
         .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k.to_bytes()).ok())
         .filter(|k| !k.is_weak())?;
-    let mut guard = lock();
-    let keys = keys(&mut guard);
-    if keys.len() >= KEY_CACHE {
-        keys.clear();
-    }
-    keys.insert(*peer, key);
-    Some(key)
+    Some((key, false))
 }
 
 /// A decoded frame whose signature is not checked yet (see [`verify_all`]).
@@ -113,6 +128,8 @@ pub struct Unverified {
     signed: Vec<u8>,
     signature: ed25519_dalek::Signature,
     key: ed25519_dalek::VerifyingKey,
+    /// Whether `key` came from the memo (a verified one need not be kept again).
+    memoized: bool,
 }
 
 /// Decodes a frame and readies the check of its signature.
@@ -123,13 +140,14 @@ pub struct Unverified {
 pub fn decode(frame: &[u8]) -> Result<Unverified, FrameError> {
     let (bytes, signature) = split(frame)?;
     let envelope = Envelope::decode(bytes)?;
-    let key = verifying_key(&envelope.sender).ok_or(FrameError::BadSignature)?;
+    let (key, memoized) = verifying_key(&envelope.sender).ok_or(FrameError::BadSignature)?;
     let signature = ed25519_dalek::Signature::from_slice(signature).map_err(|_| FrameError::BadSignature)?;
     Ok(Unverified {
         envelope,
         signed: signed_bytes(bytes),
         signature,
         key,
+        memoized,
     })
 }
 
@@ -141,15 +159,21 @@ pub fn decode(frame: &[u8]) -> Result<Unverified, FrameError> {
 /// owner could craft for its own messages with small-order components.
 pub fn verify_all(frames: &[&Unverified]) -> Vec<bool> {
     let alone = |f: &&Unverified| f.key.verify_strict(&f.signed, &f.signature).is_ok();
-    if frames.len() > 1 {
+    let batch = frames.len() > 1 && {
         let messages: Vec<&[u8]> = frames.iter().map(|f| f.signed.as_slice()).collect();
         let signatures: Vec<_> = frames.iter().map(|f| f.signature).collect();
         let keys: Vec<_> = frames.iter().map(|f| f.key).collect();
-        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
-            return vec![true; frames.len()];
-        }
+        ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+    };
+    let verdicts = if batch {
+        vec![true; frames.len()]
+    } else {
+        frames.iter().map(alone).collect()
+    };
+    for (frame, _) in frames.iter().zip(&verdicts).filter(|(f, ok)| **ok && !f.memoized) {
+        key_memo::remember(frame.envelope.sender, frame.key);
     }
-    frames.iter().map(alone).collect()
+    verdicts
 }
 
 /// Decodes a frame and checks that its signature is the envelope sender's.
@@ -196,6 +220,20 @@ mod tests {
             assert!(verify(&bad).is_err(), "flipping byte {i} still verifies");
         }
         assert_eq!(verify(&good[..SIGNATURE_LEN]), Err(FrameError::Unsigned));
+    }
+
+    #[test]
+    fn only_a_key_that_verified_a_signature_is_kept() {
+        let (author, forger) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let sender = author.public().to_peer_id();
+        let forged = frame(&forger, sender);
+        assert_eq!(verify(&forged), Err(FrameError::BadSignature));
+        assert!(key_memo::get(&sender).is_none(), "a forgery's key was kept");
+        assert!(verify(&frame(&author, sender)).is_ok());
+        assert!(key_memo::get(&sender).is_some(), "a verified key was not kept");
+        // With the key kept, a forgery is still refused.
+        assert_eq!(verify(&forged), Err(FrameError::BadSignature));
+        assert!(verify(&frame(&author, sender)).is_ok());
     }
 
     #[test]

@@ -129,12 +129,36 @@ async fn the_store_keeps_a_duplicate_once_and_reports_it_once() {
     assert_eq!(store.count().await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn the_wal_is_written_ahead_and_survives_a_crash_and_a_wrap() {
+/// Message `i` of a topic: a unique id and timestamp, `size` bytes of `i`.
+fn numbered_insert(i: u64, size: usize, done: tokio::sync::oneshot::Sender<Result<bool, String>>) -> Insert {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&i.to_be_bytes());
+    Insert {
+        id,
+        purpose: Purpose::Topic,
+        topic_id: [1; 32],
+        ts: 1000 + i,
+        envelope: vec![i as u8; size],
+        via: murmur::store::Via::Gossip,
+        own_seq: None,
+        client_key: None,
+        event: None,
+        done: Some(done),
+    }
+}
+
+/// A store in a fresh temp dir, with the path of its WAL.
+fn store_in_temp_dir() -> (tempfile::TempDir, std::path::PathBuf, Store) {
     let tmp = tempfile::tempdir().unwrap();
     let wal = tmp.path().join(format!("{}-wal", murmur::store::INBOX_FILE));
     let (events, _rx) = broadcast::channel(16);
     let store = Store::open(tmp.path(), events).unwrap();
+    (tmp, wal, store)
+}
+
+#[tokio::test]
+async fn the_wal_is_written_ahead_and_survives_a_crash_and_a_wrap() {
+    let (tmp, wal, store) = store_in_temp_dir();
     assert!(std::fs::metadata(&wal).unwrap().len() >= murmur::store::WAL_PREALLOC);
     // 12,000 envelopes of 1 KiB: more than the WAL written ahead holds, so it
     // must restart from its start (over the zeros and old frames) to keep
@@ -143,23 +167,7 @@ async fn the_wal_is_written_ahead_and_survives_a_crash_and_a_wrap() {
     let mut last = None;
     for i in 0..total {
         let (done, r) = tokio::sync::oneshot::channel();
-        let mut id = [0u8; 32];
-        id[..8].copy_from_slice(&i.to_be_bytes());
-        store
-            .insert(Insert {
-                id,
-                purpose: Purpose::Topic,
-                topic_id: [1; 32],
-                ts: 1000 + i,
-                envelope: vec![i as u8; 1024],
-                via: murmur::store::Via::Gossip,
-                own_seq: None,
-                client_key: None,
-                event: None,
-                done: Some(done),
-            })
-            .await
-            .unwrap();
+        store.insert(numbered_insert(i, 1024, done)).await.unwrap();
         last = Some(r);
     }
     assert_eq!(last.unwrap().await.unwrap(), Ok(true));
@@ -189,4 +197,34 @@ async fn the_wal_is_written_ahead_and_survives_a_crash_and_a_wrap() {
         assert_eq!(rows[0].envelope, vec![(total - 1) as u8; 1024]);
         store.close().await;
     }
+}
+
+#[tokio::test]
+async fn a_wal_grown_by_large_messages_is_cut_back_to_what_was_written_ahead() {
+    let (tmp, wal, store) = store_in_temp_dir();
+    // A reader's open snapshot (another tool on the file) keeps checkpoints
+    // from finishing, so 12 MB of 60 KiB envelopes grow the WAL past 8 MiB.
+    let reader = rusqlite::Connection::open(tmp.path().join(murmur::store::INBOX_FILE)).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    for i in 0..200 {
+        let (done, r) = tokio::sync::oneshot::channel();
+        store.insert(numbered_insert(i, 60 * 1024, done)).await.unwrap();
+        assert_eq!(r.await.unwrap(), Ok(true));
+    }
+    assert!(std::fs::metadata(&wal).unwrap().len() > murmur::store::WAL_PREALLOC);
+    // Once the reader is gone, a commit checkpoints fully and the next one
+    // restarts the WAL, which cuts it back to what was written ahead.
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    for i in 200..203 {
+        let (done, r) = tokio::sync::oneshot::channel();
+        store.insert(numbered_insert(i, 100, done)).await.unwrap();
+        assert_eq!(r.await.unwrap(), Ok(true));
+    }
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), murmur::store::WAL_PREALLOC);
+    assert_eq!(store.count().await.unwrap(), 203);
+    store.close().await;
 }
