@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::{self, Command, HELP};
@@ -17,17 +17,46 @@ const MAX_LINE_BYTES: usize = crate::envelope::MAX_MESSAGE_BYTES + 1024;
 /// Bytes of waiting event lines written to stdout at once, at most.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// Where and how events are printed.
-#[derive(Debug, Clone, Copy)]
+/// Where and how events are printed: a cloneable handle to the task that
+/// writes stdout. The node's events and the console's own answers go through
+/// that one task, so an answer never comes out before an event the node
+/// emitted before answering (`/peers` without a peer, then its
+/// `peer_disconnected`).
+#[derive(Debug, Clone)]
 pub struct Printer {
-    /// One JSON object per line instead of readable text.
-    pub json: bool,
+    json: bool,
+    answers: mpsc::UnboundedSender<Event>,
 }
 
 impl Printer {
-    /// Prints one event. In readable mode errors go to stderr; in JSON mode
-    /// everything is a JSON line on stdout. A closed stdout is ignored.
+    /// Starts the printing task for `events`; `json` prints one JSON object
+    /// per line instead of readable text.
+    pub fn spawn(json: bool, events: broadcast::Receiver<Event>) -> Self {
+        let (answers, answers_rx) = mpsc::unbounded_channel();
+        tokio::spawn(Output { json }.run(events, answers_rx));
+        Self { json, answers }
+    }
+
+    /// Prints an answer of the console, after the events already emitted.
+    /// In readable mode errors go to stderr; in JSON mode everything is a
+    /// JSON line on stdout.
     pub fn print(&self, event: &Event) {
+        if let Err(unsent) = self.answers.send(event.clone()) {
+            // The printing task has stopped (the node is shutting down).
+            Output { json: self.json }.write_now(&unsent.0);
+        }
+    }
+}
+
+/// The printing task's formatting.
+#[derive(Debug, Clone, Copy)]
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    /// Writes one event at once. A closed stdout is ignored.
+    fn write_now(self, event: &Event) {
         match self.stdout_line(event) {
             Some(line) => {
                 let mut out = std::io::stdout().lock();
@@ -42,7 +71,7 @@ impl Printer {
 
     /// The line that prints `event` on stdout, or `None` for an error in
     /// readable mode (which goes to stderr).
-    fn stdout_line(&self, event: &Event) -> Option<String> {
+    fn stdout_line(self, event: &Event) -> Option<String> {
         if self.json {
             Some(event.to_json())
         } else if let Event::Error { .. } = event {
@@ -52,25 +81,54 @@ impl Printer {
         }
     }
 
-    /// Prints every event of `events` until the node stops. Events that are
-    /// already waiting are written together (one write, not one per line),
-    /// so a busy node does not make a system call per message; nothing waits
-    /// for more to come.
-    pub async fn run(self, mut events: broadcast::Receiver<Event>) {
+    /// Queues `event`'s line in `lines` (or writes a readable-mode error to
+    /// stderr at once).
+    fn push(self, lines: &mut String, event: &Event) {
+        match self.stdout_line(event) {
+            Some(line) => {
+                lines.push_str(&line);
+                lines.push('\n');
+            }
+            None => self.write_now(event),
+        }
+    }
+
+    /// Prints every event of `events` and every answer of `answers` until the
+    /// node stops. Before an answer it prints the events already waiting.
+    /// Lines that are already waiting are written together (one write, not
+    /// one per line), so a busy node does not make a system call per
+    /// message; nothing waits for more to come.
+    async fn run(self, mut events: broadcast::Receiver<Event>, mut answers: mpsc::UnboundedReceiver<Event>) {
         use broadcast::error::{RecvError, TryRecvError};
         let mut lines = String::new();
+        let mut answers_open = true;
         loop {
             let mut closed = false;
-            let mut next = Some(events.recv().await);
+            let mut next = tokio::select! {
+                received = events.recv() => Some(received),
+                answer = answers.recv(), if answers_open => {
+                    match answer {
+                        Some(answer) => {
+                            // What the node emitted before it answered.
+                            loop {
+                                match events.try_recv() {
+                                    Ok(event) => self.push(&mut lines, &event),
+                                    Err(TryRecvError::Lagged(n)) => {
+                                        tracing::warn!("output fell behind: {n} events were not printed")
+                                    }
+                                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                                }
+                            }
+                            self.push(&mut lines, &answer);
+                        }
+                        None => answers_open = false,
+                    }
+                    None
+                }
+            };
             while let Some(received) = next.take() {
                 match received {
-                    Ok(event) => match self.stdout_line(&event) {
-                        Some(line) => {
-                            lines.push_str(&line);
-                            lines.push('\n');
-                        }
-                        None => self.print(&event),
-                    },
+                    Ok(event) => self.push(&mut lines, &event),
                     Err(RecvError::Lagged(n)) => tracing::warn!("output fell behind: {n} events were not printed"),
                     Err(RecvError::Closed) => closed = true,
                 }
@@ -90,6 +148,11 @@ impl Printer {
                 lines.clear();
             }
             if closed {
+                // Answers already sent, then; later ones `Printer::print` writes itself.
+                answers.close();
+                while let Ok(answer) = answers.try_recv() {
+                    self.write_now(&answer);
+                }
                 return;
             }
         }
@@ -102,7 +165,7 @@ pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
     let mut reader = BufReader::new(tokio::io::stdin());
     let mut console = Console {
         node,
-        printer,
+        printer: printer.clone(),
         in_flight: Vec::new(),
         last_topic: None,
     };
@@ -178,7 +241,7 @@ impl Console {
     /// when it comes (the `published` event, or an error).
     async fn publish(&mut self, topic: &str, msg: &str) -> Result<Option<Event>, NodeError> {
         let pending = self.node.submit_publish(topic, msg).await?;
-        let printer = self.printer;
+        let printer = self.printer.clone();
         self.in_flight.push(tokio::spawn(async move {
             if let Err(e) = pending.await {
                 printer.print(&Event::Error { error: e.to_string() });

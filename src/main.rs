@@ -48,11 +48,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = cli.config().map_err(anyhow::Error::msg)?;
-    let printer = Printer { json: cli.json };
     tracing::info!(name = %config.name, data_dir = %config.data_dir.display(), "starting");
     let (node, events, task) = Node::start_with_events(config).await?;
     let quit = CancellationToken::new();
-    tokio::spawn(printer.run(events));
+    let printer = Printer::spawn(cli.json, events);
     let stop_api = CancellationToken::new();
     let api_task = match start_servers(&node, &cli, &stop_api).await {
         Ok(api_task) => api_task,

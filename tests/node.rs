@@ -129,6 +129,25 @@ fn a_message_published_before_any_peer_is_delivered_when_one_arrives() {
 }
 
 #[test]
+fn an_answer_never_comes_out_before_an_event_emitted_earlier() {
+    let tmp = temp();
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &[]);
+    let mut b = TestNode::start("bob", &tmp.path().join("b"), &["--peer", &a.addr.clone()]);
+    let gone = b.peer_id.clone();
+    a.wait_peers("to include bob", |p| p.iter().any(|p| p["peer"] == gone.as_str()));
+    b.kill();
+    a.wait_peers("to lose bob", |p| !p.iter().any(|p| p["peer"] == gone.as_str()));
+    // The `/peers` answer without Bob came after the event saying he left.
+    assert!(
+        a.seen
+            .iter()
+            .any(|v| v["event"] == "peer_disconnected" && v["peer"] == gone.as_str()),
+        "{:?}",
+        a.seen
+    );
+}
+
+#[test]
 fn inbox_and_subscriptions_survive_a_restart_and_hold_no_plaintext() {
     let tmp = temp();
     let b_dir = tmp.path().join("b");
