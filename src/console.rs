@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -99,47 +100,32 @@ impl Output {
     /// one per line), so a busy node does not make a system call per
     /// message; nothing waits for more to come.
     async fn run(self, mut events: broadcast::Receiver<Event>, mut answers: mpsc::UnboundedReceiver<Event>) {
-        use broadcast::error::{RecvError, TryRecvError};
         let mut lines = String::new();
         let mut answers_open = true;
         loop {
-            let mut closed = false;
-            let mut next = tokio::select! {
-                received = events.recv() => Some(received),
+            let (first, answer) = tokio::select! {
+                received = events.recv() => (Some(received), None),
                 answer = answers.recv(), if answers_open => {
-                    match answer {
-                        Some(answer) => {
-                            // What the node emitted before it answered.
-                            loop {
-                                match events.try_recv() {
-                                    Ok(event) => self.push(&mut lines, &event),
-                                    Err(TryRecvError::Lagged(n)) => {
-                                        tracing::warn!("output fell behind: {n} events were not printed")
-                                    }
-                                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-                                }
-                            }
-                            self.push(&mut lines, &answer);
-                        }
-                        None => answers_open = false,
-                    }
-                    None
+                    answers_open = answer.is_some();
+                    (None, answer)
                 }
             };
+            // Then the events already waiting: before an answer all of them
+            // (the node emitted them before it answered), else a batch.
+            let mut next = first.or_else(|| answer.as_ref().and_then(|_| try_next(&mut events)));
+            let mut closed = false;
             while let Some(received) = next.take() {
                 match received {
                     Ok(event) => self.push(&mut lines, &event),
                     Err(RecvError::Lagged(n)) => tracing::warn!("output fell behind: {n} events were not printed"),
                     Err(RecvError::Closed) => closed = true,
                 }
-                if !closed && lines.len() < BATCH_BYTES {
-                    next = match events.try_recv() {
-                        Ok(event) => Some(Ok(event)),
-                        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-                        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                        Err(TryRecvError::Empty) => None,
-                    };
+                if !closed && (answer.is_some() || lines.len() < BATCH_BYTES) {
+                    next = try_next(&mut events);
                 }
+            }
+            if let Some(answer) = &answer {
+                self.push(&mut lines, answer);
             }
             if !lines.is_empty() {
                 let mut out = std::io::stdout().lock();
@@ -156,6 +142,17 @@ impl Output {
                 return;
             }
         }
+    }
+}
+
+/// The next event already waiting, as `recv` would give it, or `None` when
+/// none is.
+fn try_next(events: &mut broadcast::Receiver<Event>) -> Option<Result<Event, RecvError>> {
+    match events.try_recv() {
+        Ok(event) => Some(Ok(event)),
+        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+        Err(TryRecvError::Empty) => None,
     }
 }
 

@@ -479,7 +479,9 @@ pub const WAL_PREALLOC: u64 = 8 << 20;
 /// disk: an append+fsync took 1.9 ms p50, an overwrite+fsync 0.9 ms
 /// (docs/performance.md). The zeros are not valid frames (their salt does
 /// not match the header), so recovery stops at them, as it stops at the
-/// stale frames SQLite itself leaves after a restart.
+/// stale frames SQLite itself leaves after a restart. Zeros are written, not
+/// a `set_len` hole: blocks of a hole are allocated at their first write,
+/// which costs what an append does.
 fn preallocate_wal(wal: &Path) -> std::io::Result<()> {
     use std::io::{Seek, SeekFrom, Write};
     let mut file = std::fs::OpenOptions::new().write(true).open(wal)?;
