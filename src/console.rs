@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commands::{self, Command, HELP};
 use crate::event::Event;
-use crate::node::{Node, NodeError};
+use crate::node::Node;
+use crate::reply::NodeError;
 
 /// Longest stdin line read; a longer one is answered with an error and skipped.
 const MAX_LINE_BYTES: usize = crate::envelope::MAX_MESSAGE_BYTES + 1024;

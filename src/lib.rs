@@ -18,6 +18,7 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod console;
@@ -29,11 +30,13 @@ pub mod keyring;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod reply;
 pub mod signed;
 pub mod store;
 pub mod vault;
 
 pub use config::Config;
 pub use event::{Event, InboxItem, PeerSummary};
-pub use node::{Node, NodeError, Published, Whoami};
+pub use node::Node;
+pub use reply::{NodeError, Published, Whoami};
 pub use vault::Passphrase;

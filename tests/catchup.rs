@@ -210,7 +210,7 @@ fn caught_up_messages_must_be_signed_by_their_sender() {
     // Mallory is a member; Alice is another member, not online.
     let (mallory, alice) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
     let (mallory_id, alice_id) = (mallory.public().to_peer_id(), alice.public().to_peer_id());
-    let now = murmur::network::now_ms();
+    let now = murmur::clock::now_ms();
     let page = vec![
         // Alice's name and peer id, Mallory's signature.
         support::raw::topic_frame("news", "s3cret", &mallory, alice_id, "alice", "forged in alice's name"),

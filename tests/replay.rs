@@ -26,7 +26,7 @@ fn replay_to_bob(dir: &std::path::Path, offset_ms: i64, envelope: &[u8]) -> (Str
         "bob",
         dir,
         &["--metrics", "127.0.0.1:0"],
-        &[(murmur::network::CLOCK_OFFSET_ENV, &offset)],
+        &[(murmur::clock::CLOCK_OFFSET_ENV, &offset)],
     );
     let metrics_addr = bob.metrics_addr();
     let wire = TopicKeys::derive("news", "s3cret").wire_topic();

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::commands::CommandError;
-use crate::node::NodeError;
+use crate::reply::NodeError;
 
 /// An error answer: status and message.
 #[derive(Debug)]

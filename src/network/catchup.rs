@@ -4,6 +4,7 @@
 //! a received gossip message (same checks, same dedup, reported after the
 //! commit, with `via: "sync"`). Wire format and proof: [`super::sync`].
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -12,9 +13,12 @@ use rand::seq::IteratorRandom;
 use tokio::sync::oneshot;
 
 use super::sync::{self, Cursor, SyncRequest, SyncResponse, MAX_HAVE};
-use super::{now_ms, subscribed_peers, Completion, EventLoop};
+use super::topics::subscribed_peers;
+use super::EventLoop;
+use crate::clock::now_ms;
 use crate::event::Event;
 use crate::keyring::TopicEntry;
+use crate::store::Retention;
 
 /// Envelopes one peer may be served per [`SERVE_WINDOW`]: five full
 /// catch-ups of a topic at the default retention, then it must wait.
@@ -24,8 +28,84 @@ pub const SERVE_WINDOW: Duration = Duration::from_secs(60);
 /// Most pages one exchange asks for (a peer answering `more` forever is cut off).
 const MAX_PAGES: u32 = 1_000;
 
+/// Catch-up's state: the exchanges we run, what we served, and budgets.
+pub(super) struct Catchup {
+    /// Exchanges we are running, by (peer, topic id).
+    syncs: HashMap<(PeerId, [u8; 32]), SyncSession>,
+    /// Envelopes served per (peer, topic id) since our last exchange with it finished.
+    served: HashMap<(PeerId, [u8; 32]), u64>,
+    /// Serving budget per peer: window start and envelopes served in it.
+    serve_budget: HashMap<PeerId, (Instant, u64)>,
+    /// Which messages catch-up covers.
+    retention: Retention,
+    /// How often to catch up again while connected.
+    interval: Option<Duration>,
+}
+
+impl Catchup {
+    pub(super) fn new(retention: Retention, interval: Option<Duration>) -> Self {
+        Self {
+            syncs: HashMap::new(),
+            served: HashMap::new(),
+            serve_budget: HashMap::new(),
+            retention,
+            interval,
+        }
+    }
+
+    /// Which messages catch-up covers (and how old a caught-up one may be).
+    pub(super) fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    /// How often to catch up again while connected (`None`: only at connection).
+    pub(super) fn interval(&self) -> Option<Duration> {
+        self.interval
+    }
+
+    /// The last connection to `peer` closed: what we served it is forgotten.
+    pub(super) fn peer_gone(&mut self, peer: &PeerId) {
+        self.served.retain(|(p, _), _| p != peer);
+    }
+
+    fn session_of(&self, request: OutboundRequestId) -> Option<(PeerId, [u8; 32])> {
+        self.syncs
+            .iter()
+            .find(|(_, s)| s.request == Some(request))
+            .map(|(k, _)| *k)
+    }
+}
+
+/// Store work catch-up waits for.
+pub(super) enum Completion {
+    /// What we hold of a topic was read: ask the peer for the rest.
+    Start {
+        peer: PeerId,
+        topic_id: [u8; 32],
+        since: u64,
+        have: Vec<(u64, [u8; 32])>,
+    },
+    /// An exchange could not start (the inbox could not be read): drop it, report nothing.
+    Failed { peer: PeerId, topic_id: [u8; 32] },
+    /// A page of caught-up envelopes is stored: ask for the next one or finish.
+    Stored {
+        peer: PeerId,
+        topic_id: [u8; 32],
+        new: u64,
+        more: bool,
+        next: Cursor,
+    },
+    /// A page for a peer catching up was read: send it.
+    Serve {
+        peer: PeerId,
+        topic_id: [u8; 32],
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    },
+}
+
 /// One exchange this node runs with a peer for a topic.
-pub(super) struct SyncSession {
+struct SyncSession {
     /// (ts, id) of what we held of the topic when the exchange started, oldest first.
     have: Vec<(u64, [u8; 32])>,
     /// Start of our retention window.
@@ -46,7 +126,35 @@ pub(super) struct SyncSession {
 impl EventLoop {
     /// The subscribed topic with this id.
     fn subscribed_topic(&self, topic_id: &[u8; 32]) -> Option<TopicEntry> {
-        self.topics.values().find(|t| &t.id == topic_id).cloned()
+        self.topics.by_id(topic_id).cloned()
+    }
+
+    /// Store work finished for an exchange.
+    pub(super) fn on_catchup_completion(&mut self, done: Completion) {
+        match done {
+            Completion::Start {
+                peer,
+                topic_id,
+                since,
+                have,
+            } => self.sync_started(peer, topic_id, since, have),
+            Completion::Failed { peer, topic_id } => {
+                self.catchup.syncs.remove(&(peer, topic_id));
+            }
+            Completion::Stored {
+                peer,
+                topic_id,
+                new,
+                more,
+                next,
+            } => self.sync_page_stored(peer, topic_id, new, more, next),
+            Completion::Serve {
+                peer,
+                topic_id,
+                channel,
+                response,
+            } => self.sync_serve(peer, topic_id, channel, response),
+        }
     }
 
     /// Starts catching up with `peer` on the topic `hash`, unless an exchange runs already.
@@ -57,11 +165,11 @@ impl EventLoop {
         let Some(topic_id) = self.topics.get(hash).map(|t| t.id) else {
             return;
         };
-        if let Some(session) = self.syncs.get_mut(&(peer, topic_id)) {
+        if let Some(session) = self.catchup.syncs.get_mut(&(peer, topic_id)) {
             session.report |= report;
             return;
         }
-        self.syncs.insert(
+        self.catchup.syncs.insert(
             (peer, topic_id),
             SyncSession {
                 have: Vec::new(),
@@ -73,10 +181,10 @@ impl EventLoop {
                 request: None,
             },
         );
-        let (store, retention, done) = (self.store.clone(), self.retention, self.completions_tx.clone());
+        let (store, retention, done) = (self.store.clone(), self.catchup.retention, self.completions_tx.clone());
         tokio::spawn(async move {
             let completion = match store.sync_have(topic_id, retention, now_ms()).await {
-                Ok((since, have)) => Completion::SyncStart {
+                Ok((since, have)) => Completion::Start {
                     peer,
                     topic_id,
                     since,
@@ -84,10 +192,10 @@ impl EventLoop {
                 },
                 Err(e) => {
                     tracing::warn!("catch-up: cannot read the inbox: {e}");
-                    Completion::SyncFailed { peer, topic_id }
+                    Completion::Failed { peer, topic_id }
                 }
             };
-            let _ = done.send(completion).await;
+            let _ = done.send(super::Completion::Catchup(completion)).await;
         });
     }
 
@@ -101,8 +209,7 @@ impl EventLoop {
 
     /// The periodic exchange: per topic, with one random subscribed peer.
     pub(super) fn resync(&mut self) {
-        let hashes: Vec<gossipsub::TopicHash> = self.topics.keys().cloned().collect();
-        for hash in hashes {
+        for hash in self.topics.hashes() {
             let peer = subscribed_peers(&self.swarm.behaviour().gossipsub, &hash).choose(&mut rand::thread_rng());
             if let Some(peer) = peer {
                 self.start_sync(peer, &hash, false);
@@ -110,8 +217,8 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn sync_started(&mut self, peer: PeerId, topic_id: [u8; 32], since: u64, have: Vec<(u64, [u8; 32])>) {
-        let Some(session) = self.syncs.get_mut(&(peer, topic_id)) else {
+    fn sync_started(&mut self, peer: PeerId, topic_id: [u8; 32], since: u64, have: Vec<(u64, [u8; 32])>) {
+        let Some(session) = self.catchup.syncs.get_mut(&(peer, topic_id)) else {
             return;
         };
         session.since = since;
@@ -123,10 +230,10 @@ impl EventLoop {
     fn request_page(&mut self, peer: PeerId, topic_id: [u8; 32]) {
         let local = *self.swarm.local_peer_id();
         let Some(entry) = self.subscribed_topic(&topic_id) else {
-            self.syncs.remove(&(peer, topic_id));
+            self.catchup.syncs.remove(&(peer, topic_id));
             return;
         };
-        let Some(session) = self.syncs.get_mut(&(peer, topic_id)) else {
+        let Some(session) = self.catchup.syncs.get_mut(&(peer, topic_id)) else {
             return;
         };
         let after = session.cursor;
@@ -153,7 +260,7 @@ impl EventLoop {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => self.serve(peer, request, channel),
                 request_response::Message::Response { request_id, response } => {
-                    let Some(key) = self.session_of(request_id) else {
+                    let Some(key) = self.catchup.session_of(request_id) else {
                         return;
                     };
                     match response {
@@ -162,7 +269,7 @@ impl EventLoop {
                         }
                         SyncResponse::Refused(reason) => {
                             tracing::info!(peer = %key.0, "catch-up refused: {reason}");
-                            self.syncs.remove(&key);
+                            self.catchup.syncs.remove(&key);
                         }
                     }
                 }
@@ -173,9 +280,9 @@ impl EventLoop {
                 peer,
                 ..
             } => {
-                if let Some(key) = self.session_of(request_id) {
+                if let Some(key) = self.catchup.session_of(request_id) {
                     tracing::debug!(%peer, "catch-up request failed: {error}");
-                    self.syncs.remove(&key);
+                    self.catchup.syncs.remove(&key);
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -183,13 +290,6 @@ impl EventLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
-    }
-
-    fn session_of(&self, request: OutboundRequestId) -> Option<(PeerId, [u8; 32])> {
-        self.syncs
-            .iter()
-            .find(|(_, s)| s.request == Some(request))
-            .map(|(k, _)| *k)
     }
 
     /// Checks each envelope of a page as a received message and stores the
@@ -203,7 +303,7 @@ impl EventLoop {
         envelopes: Vec<Vec<u8>>,
     ) {
         let Some(entry) = self.subscribed_topic(&topic_id) else {
-            self.syncs.remove(&(peer, topic_id));
+            self.catchup.syncs.remove(&(peer, topic_id));
             return;
         };
         let mut stored = Vec::with_capacity(envelopes.len());
@@ -236,21 +336,20 @@ impl EventLoop {
                     new += 1;
                 }
             }
-            let _ = done
-                .send(Completion::SyncStored {
-                    peer,
-                    topic_id,
-                    new,
-                    more,
-                    next,
-                })
-                .await;
+            let stored = Completion::Stored {
+                peer,
+                topic_id,
+                new,
+                more,
+                next,
+            };
+            let _ = done.send(super::Completion::Catchup(stored)).await;
         });
     }
 
-    pub(super) fn sync_page_stored(&mut self, peer: PeerId, topic_id: [u8; 32], new: u64, more: bool, next: Cursor) {
+    fn sync_page_stored(&mut self, peer: PeerId, topic_id: [u8; 32], new: u64, more: bool, next: Cursor) {
         let key = (peer, topic_id);
-        let Some(session) = self.syncs.get_mut(&key) else {
+        let Some(session) = self.catchup.syncs.get_mut(&key) else {
             return;
         };
         session.received += new;
@@ -261,8 +360,8 @@ impl EventLoop {
             self.request_page(peer, topic_id);
             return;
         }
-        let session = self.syncs.remove(&key).expect("present");
-        let sent = self.served.remove(&key).unwrap_or(0);
+        let session = self.catchup.syncs.remove(&key).expect("present");
+        let sent = self.catchup.served.remove(&key).unwrap_or(0);
         self.metrics.sync_sessions.inc();
         let Some(entry) = self.subscribed_topic(&topic_id) else {
             return;
@@ -285,11 +384,12 @@ impl EventLoop {
         let member = self
             .subscribed_topic(&request.topic_id)
             .is_some_and(|t| crate::crypto::constant_time_eq(&request.proof, &sync::proof(&t.key, &peer, &local)));
-        if self.serve_budget.len() > 4096 {
-            self.serve_budget
+        if self.catchup.serve_budget.len() > 4096 {
+            self.catchup
+                .serve_budget
                 .retain(|_, (start, _)| start.elapsed() <= SERVE_WINDOW);
         }
-        let budget = self.serve_budget.entry(peer).or_insert((Instant::now(), 0));
+        let budget = self.catchup.serve_budget.entry(peer).or_insert((Instant::now(), 0));
         if budget.0.elapsed() > SERVE_WINDOW {
             *budget = (Instant::now(), 0);
         }
@@ -311,7 +411,7 @@ impl EventLoop {
                 .send_response(channel, SyncResponse::Refused(reason.into()));
             return;
         }
-        let (store, retention, done) = (self.store.clone(), self.retention, self.completions_tx.clone());
+        let (store, retention, done) = (self.store.clone(), self.catchup.retention, self.completions_tx.clone());
         let topic_id = request.topic_id;
         tokio::spawn(async move {
             let query = crate::store::PageQuery {
@@ -333,18 +433,17 @@ impl EventLoop {
                     SyncResponse::Refused("history unavailable".into())
                 }
             };
-            let _ = done
-                .send(Completion::SyncServe {
-                    peer,
-                    topic_id,
-                    channel,
-                    response,
-                })
-                .await;
+            let serve = Completion::Serve {
+                peer,
+                topic_id,
+                channel,
+                response,
+            };
+            let _ = done.send(super::Completion::Catchup(serve)).await;
         });
     }
 
-    pub(super) fn sync_serve(
+    fn sync_serve(
         &mut self,
         peer: PeerId,
         topic_id: [u8; 32],
@@ -353,10 +452,10 @@ impl EventLoop {
     ) {
         if let SyncResponse::Page { envelopes, .. } = &response {
             let n = envelopes.len() as u64;
-            if let Some(budget) = self.serve_budget.get_mut(&peer) {
+            if let Some(budget) = self.catchup.serve_budget.get_mut(&peer) {
                 budget.1 += n;
             }
-            *self.served.entry((peer, topic_id)).or_default() += n;
+            *self.catchup.served.entry((peer, topic_id)).or_default() += n;
             self.metrics.sync_sent.inc_by(n);
         }
         if self

@@ -3,32 +3,69 @@
 //! over `/murmur/dm/2`; it leaves the outbox only on the recipient's
 //! acknowledgement (`dm_sent`) or at its expiry (`dm_failed`). Undelivered
 //! ones are retried with backoff, and at once when the recipient connects.
-//! Also the receiving side: check, open, store, then acknowledge.
+//! The receiving side is [`super::direct`].
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use libp2p::request_response::{self, ResponseChannel};
+use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::PeerId;
 use tokio::sync::oneshot;
 
 use super::dm::{DmRequest, DmResponse};
-use super::{fresh, now_ms, Completion, EventLoop};
-use crate::crypto::{direct_key, direct_recipient, Key};
+use super::request::store_then_reply;
+use super::EventLoop;
+use crate::clock::now_ms;
+use crate::crypto::direct_recipient;
 use crate::envelope::{Envelope, Payload, Purpose};
 use crate::event::{Event, OutboxItem};
-use crate::node::{DmOutcome, DmRecord, NodeError};
-use crate::store::{Insert, OutboxRow, Via};
+use crate::reply::{DmOutcome, DmRecord, NodeError};
+use crate::store::{OutboxRow, Via};
 
 /// Most direct messages the outbox holds; more are refused until some leave.
 pub const MAX_OUTBOX: usize = 1024;
 /// Longest wait between two attempts at one message.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
-/// Pair keys kept in memory (the cache is emptied when full).
-const MAX_DIRECT_KEYS: usize = 4096;
+
+/// The outbox's state: what waits and what is in flight.
+pub(super) struct Outbox {
+    /// Direct messages not yet acknowledged (persisted in the store's outbox), by id.
+    entries: BTreeMap<[u8; 32], OutboxEntry>,
+    /// Outbox entries whose delivery attempt is in flight.
+    attempts: HashMap<OutboundRequestId, [u8; 32]>,
+    /// How long a DM waits in the outbox.
+    expiry: Duration,
+}
+
+impl Outbox {
+    pub(super) fn new(expiry: Duration) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            attempts: HashMap::new(),
+            expiry,
+        }
+    }
+
+    /// What `/pending` lists.
+    pub(super) fn items(&self) -> Vec<OutboxItem> {
+        self.entries
+            .iter()
+            .map(|(id, e)| OutboxItem {
+                id: hex::encode(id),
+                to: e.peer.to_string(),
+                msg: e.msg.clone(),
+                ts: e.ts,
+                attempts: e.attempts,
+                expires: e.expires,
+                last_error: e.last_error.clone(),
+            })
+            .collect()
+    }
+}
 
 /// A direct message not yet acknowledged.
-pub(super) struct OutboxEntry {
+struct OutboxEntry {
     peer: PeerId,
     /// The sealed `Direct` envelope, sent as is on every attempt.
     envelope: Vec<u8>,
@@ -59,19 +96,6 @@ impl OutboxEntry {
 }
 
 impl EventLoop {
-    /// The key we share with `peer` for direct messages.
-    fn pair_key(&mut self, peer: &PeerId) -> Option<Key> {
-        if let Some(key) = self.direct_keys.get(peer) {
-            return Some(*key);
-        }
-        let key = direct_key(&self.identity, peer).ok()?;
-        if self.direct_keys.len() >= MAX_DIRECT_KEYS {
-            self.direct_keys.clear();
-        }
-        self.direct_keys.insert(*peer, key);
-        Some(key)
-    }
-
     /// Reads the outbox left by an earlier run (before the loop takes
     /// requests, so `/pending` lists it from the first moment).
     pub(super) async fn load_outbox(&mut self) {
@@ -101,7 +125,7 @@ impl EventLoop {
                 tracing::warn!(id = hex::encode(row.id), "an outbox entry does not open; skipped");
                 continue;
             };
-            self.outbox.insert(
+            self.outbox.entries.insert(
                 row.id,
                 OutboxEntry {
                     peer,
@@ -117,9 +141,9 @@ impl EventLoop {
                 },
             );
         }
-        self.metrics.outbox.set(self.outbox.len() as i64);
-        if !self.outbox.is_empty() {
-            tracing::info!(count = self.outbox.len(), "direct messages wait in the outbox");
+        self.metrics.outbox.set(self.outbox.entries.len() as i64);
+        if !self.outbox.entries.is_empty() {
+            tracing::info!(count = self.outbox.entries.len(), "direct messages wait in the outbox");
         }
         self.outbox_tick();
     }
@@ -135,7 +159,7 @@ impl EventLoop {
             let _ = reply.send(Err(e.into()));
             return;
         }
-        let peer = match self.resolve_peer(to) {
+        let peer = match self.peers.resolve(to) {
             Ok(p) => p,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -147,7 +171,7 @@ impl EventLoop {
             let _ = reply.send(Err(NodeError::SelfDm));
             return;
         }
-        if self.outbox.len() >= MAX_OUTBOX {
+        if self.outbox.entries.len() >= MAX_OUTBOX {
             let _ = reply.send(Err(NodeError::QueueFull(MAX_OUTBOX)));
             return;
         }
@@ -171,7 +195,7 @@ impl EventLoop {
             envelope: envelope.encode(),
             msg: payload.body,
             ts,
-            expires: ts + self.dm_expiry.as_millis() as u64,
+            expires: ts + self.outbox.expiry.as_millis() as u64,
             attempts: 0,
             last_error: None,
             next_attempt: Instant::now(),
@@ -183,31 +207,27 @@ impl EventLoop {
             let _ = reply.send(Err(NodeError::Store(e.to_string())));
             return;
         }
-        self.outbox.insert(
+        self.outbox.entries.insert(
             id,
             OutboxEntry {
                 reply: Some(reply),
                 ..entry
             },
         );
-        self.metrics.outbox.set(self.outbox.len() as i64);
+        self.metrics.outbox.set(self.outbox.entries.len() as i64);
         self.attempt_dm(id);
     }
 
     /// Sends one outbox entry (dialling its recipient's known addresses when not connected).
     fn attempt_dm(&mut self, id: [u8; 32]) {
-        let Some(entry) = self.outbox.get_mut(&id) else {
+        let Some(entry) = self.outbox.entries.get_mut(&id) else {
             return;
         };
         entry.attempts += 1;
         entry.in_flight = true;
         let (peer, envelope) = (entry.peer, entry.envelope.clone());
         if !self.swarm.is_connected(&peer) {
-            let addrs: Vec<_> = self
-                .peers
-                .get(&peer)
-                .map(|s| s.addrs.iter().cloned().collect())
-                .unwrap_or_default();
+            let addrs = self.peers.addrs(&peer);
             if !addrs.is_empty() {
                 let opts = DialOpts::peer_id(peer)
                     .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -221,13 +241,14 @@ impl EventLoop {
             .behaviour_mut()
             .dm
             .send_request(&peer, DmRequest { envelope });
-        self.dm_attempts.insert(request, id);
+        self.outbox.attempts.insert(request, id);
     }
 
     /// Sends every waiting DM to `peer` now (it just connected).
     pub(super) fn retry_dms_to(&mut self, peer: &PeerId) {
         let ids: Vec<[u8; 32]> = self
             .outbox
+            .entries
             .iter()
             .filter(|(_, e)| &e.peer == peer && !e.in_flight)
             .map(|(id, _)| *id)
@@ -243,20 +264,18 @@ impl EventLoop {
         let (now, instant) = (now_ms(), Instant::now());
         let mut expired = Vec::new();
         let mut due = Vec::new();
-        for (id, e) in &self.outbox {
+        for (id, e) in &self.outbox.entries {
             if e.in_flight {
                 continue;
             }
             if now >= e.expires {
                 expired.push(*id);
-            } else if instant >= e.next_attempt
-                && (self.swarm.is_connected(&e.peer) || self.peers.get(&e.peer).is_some_and(|s| !s.addrs.is_empty()))
-            {
+            } else if instant >= e.next_attempt && (self.swarm.is_connected(&e.peer) || self.peers.has_addrs(&e.peer)) {
                 due.push(*id);
             }
         }
         for id in expired {
-            let reason = match self.outbox.get(&id) {
+            let reason = match self.outbox.entries.get(&id) {
                 Some(e) => format!(
                     "not delivered before its expiry ({} attempt(s); last error: {})",
                     e.attempts,
@@ -271,22 +290,6 @@ impl EventLoop {
         }
     }
 
-    /// What `/pending` lists.
-    pub(super) fn outbox_items(&self) -> Vec<OutboxItem> {
-        self.outbox
-            .iter()
-            .map(|(id, e)| OutboxItem {
-                id: hex::encode(id),
-                to: e.peer.to_string(),
-                msg: e.msg.clone(),
-                ts: e.ts,
-                attempts: e.attempts,
-                expires: e.expires,
-                last_error: e.last_error.clone(),
-            })
-            .collect()
-    }
-
     pub(super) async fn on_dm(&mut self, event: request_response::Event<DmRequest, DmResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
@@ -294,7 +297,7 @@ impl EventLoop {
                     self.receive_dm(peer, request, channel).await;
                 }
                 request_response::Message::Response { request_id, response } => {
-                    let Some(id) = self.dm_attempts.remove(&request_id) else {
+                    let Some(id) = self.outbox.attempts.remove(&request_id) else {
                         return;
                     };
                     match response.result {
@@ -305,7 +308,7 @@ impl EventLoop {
                 }
             },
             request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some(id) = self.dm_attempts.remove(&request_id) {
+                if let Some(id) = self.outbox.attempts.remove(&request_id) {
                     self.dm_undelivered(id, error.to_string());
                 }
             }
@@ -318,7 +321,7 @@ impl EventLoop {
 
     /// An attempt failed (unreachable, timed out): back off and keep it.
     fn dm_undelivered(&mut self, id: [u8; 32], reason: String) {
-        let Some(e) = self.outbox.get_mut(&id) else {
+        let Some(e) = self.outbox.entries.get_mut(&id) else {
             return;
         };
         e.in_flight = false;
@@ -349,7 +352,7 @@ impl EventLoop {
 
     /// The recipient refused the message: it will not take it later either.
     fn dm_refused(&mut self, id: [u8; 32], peer: PeerId, reason: String) {
-        if let Some(e) = self.outbox.get_mut(&id) {
+        if let Some(e) = self.outbox.entries.get_mut(&id) {
             if let Some(reply) = e.reply.take() {
                 let _ = reply.send(Err(NodeError::Refused {
                     peer: peer.to_string(),
@@ -380,8 +383,8 @@ impl EventLoop {
     }
 
     fn remove_from_outbox(&mut self, id: [u8; 32]) -> Option<OutboxEntry> {
-        let e = self.outbox.remove(&id)?;
-        self.metrics.outbox.set(self.outbox.len() as i64);
+        let e = self.outbox.entries.remove(&id)?;
+        self.metrics.outbox.set(self.outbox.entries.len() as i64);
         let store = self.store.clone();
         tokio::spawn(async move {
             if let Err(e) = store.outbox_delete(id).await {
@@ -411,105 +414,6 @@ impl EventLoop {
             id: hex::encode(id),
             queued: false,
         };
-        super::store_then_reply(&self.store, insert, outcome, e.reply).await;
-    }
-
-    /// An inbound DM: checked and opened, stored, and only then acknowledged.
-    async fn receive_dm(&mut self, peer: PeerId, request: DmRequest, channel: ResponseChannel<DmResponse>) {
-        let ours = direct_recipient(self.swarm.local_peer_id());
-        let envelope = Envelope::decode(&request.envelope);
-        let id = envelope.as_ref().map(|e| e.salt).unwrap_or([0; 32]);
-        let opened = match envelope {
-            Err(_) => Err(("malformed", "malformed envelope")),
-            Ok(e) if e.sender != peer => Err(("forged_sender", "sender is not the connected peer")),
-            Ok(e) if e.purpose != Purpose::Direct || e.topic_id != ours => {
-                Err(("misaddressed", "not a direct message for this node"))
-            }
-            Ok(e) if !fresh(e.ts, now_ms()) => Err(("stale", "timestamp out of the accepted window")),
-            Ok(e) => match self.pair_key(&peer) {
-                Some(key) => e
-                    .open(&key, Purpose::Direct, &ours)
-                    .map(|p| (e, p))
-                    .map_err(|_| ("decrypt_failed", "does not open with our pair key")),
-                None => Err(("decrypt_failed", "sender has no ed25519 key")),
-            },
-        };
-        let (envelope, payload) = match opened {
-            Ok(opened) => opened,
-            Err((metric, reason)) => {
-                self.metrics.drop(metric);
-                tracing::debug!(%peer, reason, "refused a direct message");
-                let _ = self.swarm.behaviour_mut().dm.send_response(
-                    channel,
-                    DmResponse {
-                        id,
-                        result: Err(reason.into()),
-                    },
-                );
-                return;
-            }
-        };
-        let record = DmRecord {
-            msg: payload.body.clone(),
-            to: None,
-        };
-        let event = Event::Dm {
-            from: payload.name.clone(),
-            peer: peer.to_string(),
-            msg: payload.body,
-            id: hex::encode(id),
-            ts: envelope.ts,
-        };
-        let (done, stored) = oneshot::channel();
-        let insert = Insert {
-            done: Some(done),
-            ..self.dm_insert(peer, &payload.name, envelope.ts, id, &record, event, Via::Direct)
-        };
-        if self.store.insert(insert).await.is_err() {
-            return;
-        }
-        let completions = self.completions_tx.clone();
-        tokio::spawn(async move {
-            // A duplicate (a retry whose acknowledgement was lost) is acknowledged again.
-            let result = match stored.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(_)) => Err("recipient could not store the message".to_owned()),
-                Err(_) => Err("recipient is shutting down".to_owned()),
-            };
-            let _ = completions.send(Completion::DmStored { channel, id, result }).await;
-        });
-    }
-
-    /// Seals a direct-message record under the local key, for the inbox.
-    #[allow(clippy::too_many_arguments)]
-    fn dm_insert(
-        &self,
-        author: PeerId,
-        name: &str,
-        ts: u64,
-        id: [u8; 32],
-        record: &DmRecord,
-        event: Event,
-        via: Via,
-    ) -> Insert {
-        let local_key = *self.keyring.read().expect("keyring lock").local_key();
-        let payload = Payload {
-            seq: 0,
-            name: name.to_owned(),
-            body: serde_json::to_string(record).expect("record serializes"),
-        };
-        let envelope = Envelope::seal_with_salt(&local_key, Purpose::DirectRecord, [0; 32], author, ts, id, &payload);
-        Insert {
-            id,
-            purpose: Purpose::DirectRecord,
-            topic_id: [0; 32],
-            ts,
-            envelope: envelope.encode(),
-            via,
-            own_seq: None,
-            client_key: None,
-            event: Some(event),
-            done: None,
-        }
+        store_then_reply(&self.store, insert, outcome, e.reply).await;
     }
 }

@@ -26,19 +26,14 @@ use sha2::Sha256;
 use super::codec::{invalid, reason_text, Frame, FrameCodec, MAX_REASON_BYTES};
 use crate::crypto::Key;
 use crate::signed::MAX_FRAME_BYTES;
+pub use crate::store::{short_id, Cursor, MAX_PAGE_ENVELOPES, PAGE_BYTES, SHORT_ID_LEN};
 
 /// The protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/murmur/sync/1");
 /// The wire version byte.
 const VERSION: u8 = 1;
-/// Bytes of a message id sent in a request's "have" set.
-pub const SHORT_ID_LEN: usize = 8;
 /// Most short ids one request may carry (a topic's default retention is 10,000).
 pub const MAX_HAVE: usize = 20_000;
-/// Most envelopes in one response page.
-pub const MAX_PAGE_ENVELOPES: usize = 512;
-/// Envelope bytes a page stops growing at (one more envelope may pass it).
-pub const PAGE_BYTES: usize = 1024 * 1024;
 /// Fixed request bytes before the have set.
 const REQUEST_HEADER: usize = 1 + 32 + 32 + 8 + 8 + 32 + 4;
 /// The largest request; anything longer is refused unread.
@@ -47,15 +42,6 @@ pub const MAX_REQUEST_BYTES: usize = REQUEST_HEADER + MAX_HAVE * SHORT_ID_LEN;
 const PAGE_HEADER: usize = 1 + 1 + 1 + 8 + 32 + 4;
 /// The largest response.
 pub const MAX_RESPONSE_BYTES: usize = PAGE_HEADER + PAGE_BYTES + MAX_FRAME_BYTES + 4 * MAX_PAGE_ENVELOPES;
-
-/// A position in a topic's history: messages after (`ts`, `id`), in that order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Cursor {
-    /// Sender timestamp, unix ms.
-    pub ts: u64,
-    /// Message id.
-    pub id: [u8; 32],
-}
 
 /// Asks a peer for one page of a topic's envelopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,11 +72,6 @@ pub enum SyncResponse {
     },
     /// Not served, and why.
     Refused(String),
-}
-
-/// The first bytes of a message id, as carried in a have set.
-pub fn short_id(id: &[u8; 32]) -> [u8; SHORT_ID_LEN] {
-    id[..SHORT_ID_LEN].try_into().expect("8 bytes")
 }
 
 /// Proof that `asker` holds a topic's key, bound to the two peers so that it

@@ -99,7 +99,7 @@ pub fn publish_frames(addr: &str, wire_topic: &str, frames: Vec<Vec<u8>>) {
 pub fn topic_frame(topic: &str, secret: &str, signer: &Keypair, sender: PeerId, name: &str, body: &str) -> Vec<u8> {
     use murmur::envelope::{Envelope, Payload, Purpose};
     let keys = murmur::crypto::TopicKeys::derive(topic, secret);
-    let now = murmur::network::now_ms();
+    let now = murmur::clock::now_ms();
     let payload = Payload {
         seq: 1,
         name: name.into(),

@@ -1,0 +1,123 @@
+//! The requests a [`crate::Node`] handle sends the event loop, their
+//! dispatch to the room that answers each, and answering once a write is
+//! durable.
+
+use std::collections::BTreeMap;
+
+use tokio::sync::oneshot;
+
+use super::EventLoop;
+use crate::event::{OutboxItem, PeerSummary};
+use crate::reply::{DmOutcome, NodeError, Published, TopicPeers, Whoami};
+use crate::store::{Insert, Store};
+
+/// What a [`crate::Node`] handle asks of the event loop. Each carries its `reply`.
+pub(crate) enum Request {
+    Subscribe {
+        topic: String,
+        secret: Option<String>,
+        reply: oneshot::Sender<Result<bool, NodeError>>,
+    },
+    Unsubscribe {
+        topic: String,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Publish {
+        topic: String,
+        msg: String,
+        /// Set for an idempotent publish.
+        client_key: Option<[u8; 32]>,
+        reply: oneshot::Sender<Result<Published, NodeError>>,
+    },
+    Dm {
+        to: String,
+        msg: String,
+        reply: oneshot::Sender<Result<DmOutcome, NodeError>>,
+    },
+    Pending {
+        reply: oneshot::Sender<(Vec<OutboxItem>, BTreeMap<String, usize>)>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerSummary>>,
+    },
+    Whoami {
+        reply: oneshot::Sender<Whoami>,
+    },
+    Mesh {
+        reply: oneshot::Sender<TopicPeers>,
+    },
+    Shutdown,
+}
+
+impl EventLoop {
+    /// Answers one request (`Shutdown` ends the loop before it gets here).
+    pub(super) async fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Subscribe { topic, secret, reply } => {
+                let _ = reply.send(self.subscribe(&topic, secret.as_deref()));
+            }
+            Request::Unsubscribe { topic, reply } => {
+                let _ = reply.send(self.unsubscribe(&topic));
+            }
+            Request::Publish {
+                topic,
+                msg,
+                client_key,
+                reply,
+            } => self.publish(&topic, msg, client_key, reply).await,
+            Request::Dm { to, msg, reply } => self.send_dm(&to, msg, reply).await,
+            Request::Pending { reply } => {
+                let _ = reply.send((self.outbox.items(), self.queued_publishes()));
+            }
+            Request::Peers { reply } => {
+                let _ = reply.send(self.peers.summaries());
+            }
+            Request::Whoami { reply } => {
+                let _ = reply.send(Whoami {
+                    peer: self.swarm.local_peer_id().to_string(),
+                    name: self.name.clone(),
+                    addrs: self.listen_addrs.iter().map(ToString::to_string).collect(),
+                });
+            }
+            Request::Mesh { reply } => {
+                let _ = reply.send(self.topic_peers());
+            }
+            Request::Shutdown => unreachable!("handled in run"),
+        }
+    }
+}
+
+/// Queues `insert` and, once it is durable, answers `reply` (if any) with
+/// `value`, or with the store's error.
+pub(super) async fn store_then_reply<T: Send + 'static>(
+    store: &Store,
+    insert: Insert,
+    value: T,
+    reply: Option<oneshot::Sender<Result<T, NodeError>>>,
+) {
+    let Some(reply) = reply else {
+        if let Err(e) = store.insert(insert).await {
+            tracing::error!("{e}");
+        }
+        return;
+    };
+    let (done, stored) = oneshot::channel();
+    if let Err(e) = store
+        .insert(Insert {
+            done: Some(done),
+            ..insert
+        })
+        .await
+    {
+        let _ = reply.send(Err(NodeError::Store(e.to_string())));
+        return;
+    }
+    tokio::spawn(async move {
+        let result = match stored.await {
+            Ok(Ok(_)) => Ok(value),
+            Ok(Err(e)) => Err(NodeError::Store(e)),
+            Err(_) => Err(NodeError::Stopped),
+        };
+        let _ = reply.send(result);
+    });
+}

@@ -1,0 +1,148 @@
+//! Subscribed topics: joining a topic's gossipsub topic (keys derived from its
+//! secret, scoring parameters set), leaving it, and counting the peers that
+//! share each one.
+
+use std::collections::HashMap;
+
+use libp2p::{gossipsub, PeerId};
+
+use super::{behaviour, EventLoop};
+use crate::crypto::TopicKeys;
+use crate::event::Event;
+use crate::keyring::TopicEntry;
+use crate::reply::{NodeError, TopicPeers};
+
+/// The topics this node is subscribed to, by gossipsub topic hash.
+#[derive(Default)]
+pub(super) struct Topics {
+    by_hash: HashMap<gossipsub::TopicHash, TopicEntry>,
+}
+
+impl Topics {
+    /// The subscribed topic with this gossipsub hash.
+    pub(super) fn get(&self, hash: &gossipsub::TopicHash) -> Option<&TopicEntry> {
+        self.by_hash.get(hash)
+    }
+
+    /// The subscribed topic with this topic id.
+    pub(super) fn by_id(&self, topic_id: &[u8; 32]) -> Option<&TopicEntry> {
+        self.by_hash.values().find(|t| &t.id == topic_id)
+    }
+
+    /// The gossipsub hash of the subscribed topic of this name.
+    pub(super) fn hash_of(&self, name: &str) -> Option<gossipsub::TopicHash> {
+        self.by_hash
+            .iter()
+            .find(|(_, t)| t.name == name)
+            .map(|(h, _)| h.clone())
+    }
+
+    /// Every subscribed topic's hash.
+    pub(super) fn hashes(&self) -> Vec<gossipsub::TopicHash> {
+        self.by_hash.keys().cloned().collect()
+    }
+}
+
+/// The connected peers gossipsub knows to be subscribed to `hash`.
+pub(super) fn subscribed_peers<'a>(
+    gossipsub: &'a gossipsub::Behaviour,
+    hash: &'a gossipsub::TopicHash,
+) -> impl Iterator<Item = PeerId> + 'a {
+    gossipsub
+        .all_peers()
+        .filter(move |(_, topics)| topics.contains(&hash))
+        .map(|(p, _)| *p)
+}
+
+impl EventLoop {
+    /// Subscribes (or re-keys) a topic; returns whether it is open.
+    pub(crate) fn subscribe(&mut self, topic: &str, secret: Option<&str>) -> Result<bool, NodeError> {
+        crate::commands::validate_topic(topic)?;
+        let open = secret.is_none();
+        let keys = TopicKeys::derive(topic, secret.unwrap_or(topic));
+        let hash = gossipsub::IdentTopic::new(keys.wire_topic()).hash();
+        // Leaving the old topic id first when the secret changed.
+        if let Some(old_hash) = self.topics.hash_of(topic).filter(|h| *h != hash) {
+            self.topics.by_hash.remove(&old_hash);
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .unsubscribe(&gossipsub::IdentTopic::new(old_hash.into_string()));
+        }
+        self.keyring
+            .write()
+            .expect("keyring lock")
+            .subscribe(topic, &keys, open)
+            .map_err(|e| NodeError::Keyring(e.to_string()))?;
+        let entry = self
+            .keyring
+            .read()
+            .expect("keyring lock")
+            .topic(topic)
+            .cloned()
+            .expect("just added");
+        self.join(entry)?;
+        self.sync_topic_peers(&hash);
+        if open {
+            tracing::warn!(topic, "open topic: anyone who knows its name can read it");
+        }
+        Ok(open)
+    }
+
+    /// Joins the gossipsub topic of a keyring entry and reports it.
+    pub(crate) fn join(&mut self, entry: TopicEntry) -> Result<(), NodeError> {
+        let topic = gossipsub::IdentTopic::new(entry.keys().wire_topic());
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        // Scoring (invalid messages above all) counts only in topics with parameters.
+        gossipsub
+            .set_topic_params(topic.clone(), behaviour::topic_score_params())
+            .map_err(|e| NodeError::Network(format!("topic scoring: {e}")))?;
+        gossipsub
+            .subscribe(&topic)
+            .map_err(|e| NodeError::Network(format!("subscribe failed: {e}")))?;
+        self.emit(Event::Subscribed {
+            topic: entry.name.clone(),
+            open: entry.open,
+        });
+        self.topics.by_hash.insert(topic.hash(), entry);
+        Ok(())
+    }
+
+    /// Leaves a topic (its publishes still waiting for a peer are dropped).
+    pub(super) fn unsubscribe(&mut self, topic: &str) -> Result<(), NodeError> {
+        crate::commands::validate_topic(topic)?;
+        let Some(hash) = self.topics.hash_of(topic) else {
+            return Err(NodeError::NotSubscribed(topic.to_owned()));
+        };
+        self.topics.by_hash.remove(&hash);
+        self.publisher.forget_topic(&hash);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .unsubscribe(&gossipsub::IdentTopic::new(hash.into_string()));
+        self.keyring
+            .write()
+            .expect("keyring lock")
+            .unsubscribe(topic)
+            .map_err(|e| NodeError::Keyring(e.to_string()))?;
+        self.emit(Event::Unsubscribed {
+            topic: topic.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Per subscribed topic: subscribed connected peers and mesh peers.
+    pub(super) fn topic_peers(&self) -> TopicPeers {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let mut counts = TopicPeers::default();
+        for (hash, entry) in &self.topics.by_hash {
+            counts
+                .mesh
+                .insert(entry.name.clone(), gossipsub.mesh_peers(hash).count());
+            counts
+                .subscribed
+                .insert(entry.name.clone(), subscribed_peers(gossipsub, hash).count());
+        }
+        counts
+    }
+}

@@ -1,0 +1,368 @@
+//! The inbox: an SQLite database in the data dir, run on its own thread behind
+//! a cloneable [`Store`] handle. It holds sealed envelopes only (message bodies
+//! never touch the disk in plaintext) and commits inserts in groups: every
+//! write that arrives while a commit is running joins the next one, and a
+//! message is reported (its event sent) only after its commit is durable
+//! (WAL, `synchronous=FULL`).
+
+mod history;
+mod schema;
+mod thread;
+
+use std::path::Path;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::envelope::Purpose;
+use crate::event::Event;
+use crate::metrics::Metrics;
+
+pub use history::{short_id, Cursor, PageQuery, SyncPage, MAX_PAGE_ENVELOPES, PAGE_BYTES, SHORT_ID_LEN};
+pub use schema::WAL_PREALLOC;
+use thread::StoreThread;
+
+/// File name of the inbox database inside the data dir.
+pub const INBOX_FILE: &str = "inbox.sqlite3";
+/// Requests that may wait for the store thread; senders wait when it is full.
+pub const STORE_QUEUE: usize = 4096;
+/// Most requests committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// Failures of the inbox database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error (disk full, I/O error, corrupt file…).
+    #[error("inbox database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store thread has stopped.
+    #[error("inbox database is closed")]
+    Closed,
+}
+
+/// (ts, id) of the messages a node holds of a topic, oldest first.
+pub type HeldIds = Vec<(u64, [u8; 32])>;
+
+/// How a stored message reached this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Via {
+    /// Written by this node (its own publish or sent DM).
+    #[default]
+    Local = 0,
+    /// Live gossip.
+    Gossip = 1,
+    /// Catch-up from a peer (`/murmur/sync/1`).
+    Sync = 2,
+    /// A direct message over `/murmur/dm/1`.
+    Direct = 3,
+}
+
+impl Via {
+    /// The name in events and inbox items.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Gossip => "gossip",
+            Self::Sync => "sync",
+            Self::Direct => "direct",
+        }
+    }
+
+    fn from_byte(b: u8) -> Self {
+        match b {
+            1 => Self::Gossip,
+            2 => Self::Sync,
+            3 => Self::Direct,
+            _ => Self::Local,
+        }
+    }
+}
+
+/// Which of a topic's messages a sync exchange covers.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Messages older than this (by sender timestamp) are not exchanged.
+    pub max_age_ms: u64,
+    /// Only the newest this many messages per topic are exchanged.
+    pub max_messages: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age_ms: 7 * 24 * 60 * 60 * 1000,
+            max_messages: 10_000,
+        }
+    }
+}
+
+/// A direct message in the outbox: sealed end to end for its recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Message id.
+    pub id: [u8; 32],
+    /// Recipient peer id.
+    pub peer: String,
+    /// Unix ms when it was written (the envelope's timestamp).
+    pub ts: u64,
+    /// Unix ms after which it fails.
+    pub expires: u64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// The `Direct` envelope.
+    pub envelope: Vec<u8>,
+}
+
+/// One stored message, still sealed.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// The message id (envelope salt).
+    pub id: [u8; 32],
+    /// Topic message or direct-message record.
+    pub purpose: Purpose,
+    /// Sender timestamp, unix ms.
+    pub ts: u64,
+    /// The sealed envelope bytes.
+    pub envelope: Vec<u8>,
+    /// How it arrived.
+    pub via: Via,
+}
+
+/// What to read from the inbox.
+#[derive(Debug, Clone, Default)]
+pub struct InboxQuery {
+    /// Only messages of these topic ids (`None`: every message, direct ones included).
+    pub topics: Option<Vec<[u8; 32]>>,
+    /// Only messages with a sender timestamp at or after this (unix ms).
+    pub since: Option<u64>,
+    /// At most this many, the most recent ones (returned oldest first).
+    pub limit: usize,
+}
+
+/// A message to insert, with what to do once it is durable.
+pub struct Insert {
+    /// The message id (dedup key: a second insert of the same id is ignored).
+    pub id: [u8; 32],
+    /// What the envelope is for.
+    pub purpose: Purpose,
+    /// Topic id (all zero for direct messages).
+    pub topic_id: [u8; 32],
+    /// Sender timestamp, unix ms.
+    pub ts: u64,
+    /// Sealed envelope bytes.
+    pub envelope: Vec<u8>,
+    /// How it arrived.
+    pub via: Via,
+    /// Our own next sequence number to persist with this message, if it is ours.
+    pub own_seq: Option<u64>,
+    /// For an idempotent publish: the key of its client id (see `Node::publish_idempotent`).
+    pub client_key: Option<[u8; 32]>,
+    /// Sent to the event stream after the commit, if the message was new.
+    pub event: Option<Event>,
+    /// Told after the commit whether the message was new (`Ok(true)`) or a duplicate.
+    pub done: Option<oneshot::Sender<Result<bool, String>>>,
+}
+
+/// What the [`Store`] handle asks of the store thread.
+enum Request {
+    Insert(Box<Insert>),
+    Query {
+        query: InboxQuery,
+        reply: oneshot::Sender<Result<Vec<StoredMessage>, StoreError>>,
+    },
+    NextSeq {
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    Count {
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    ClientId {
+        key: [u8; 32],
+        reply: oneshot::Sender<Result<Option<[u8; 32]>, StoreError>>,
+    },
+    SyncHave {
+        topic_id: [u8; 32],
+        retention: Retention,
+        now: u64,
+        reply: oneshot::Sender<Result<(u64, HeldIds), StoreError>>,
+    },
+    SyncPage {
+        query: PageQuery,
+        reply: oneshot::Sender<Result<SyncPage, StoreError>>,
+    },
+    OutboxPut {
+        row: OutboxRow,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    OutboxDelete {
+        id: [u8; 32],
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    OutboxLoad {
+        reply: oneshot::Sender<Result<Vec<OutboxRow>, StoreError>>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A handle to the inbox thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    requests: mpsc::Sender<Request>,
+    metrics: Metrics,
+}
+
+impl Store {
+    /// Opens (or creates) the inbox in `dir` and starts its thread. Events of
+    /// committed messages go to `events`.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or its schema created.
+    pub fn open(dir: &Path, events: broadcast::Sender<Event>) -> Result<Self, StoreError> {
+        Self::open_with_metrics(dir, events, Metrics::default())
+    }
+
+    /// As [`Store::open`], counting into `metrics` (delivered messages, inbox
+    /// size, queue depth, errors).
+    ///
+    /// # Errors
+    /// When the database cannot be opened or its schema created.
+    pub fn open_with_metrics(
+        dir: &Path,
+        events: broadcast::Sender<Event>,
+        metrics: Metrics,
+    ) -> Result<Self, StoreError> {
+        let path = dir.join(INBOX_FILE);
+        let conn = schema::open_connection(&path)?;
+        let count: i64 = conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
+        metrics.inbox_messages.set(count);
+        let (requests, rx) = mpsc::channel(STORE_QUEUE);
+        let thread_metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("murmur-store".into())
+            .spawn(move || StoreThread::new(conn, events, path, thread_metrics).run(rx))
+            .expect("spawning the store thread");
+        Ok(Self { requests, metrics })
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(make(tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues an insert; its event and `done` follow its commit.
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] when the store thread has stopped.
+    pub async fn insert(&self, insert: Insert) -> Result<(), StoreError> {
+        self.requests
+            .send(Request::Insert(Box::new(insert)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        self.metrics
+            .store_queue
+            .set((STORE_QUEUE - self.requests.capacity()) as i64);
+        Ok(())
+    }
+
+    /// Reads sealed messages.
+    ///
+    /// # Errors
+    /// When the query fails or the store is closed.
+    pub async fn query(&self, query: InboxQuery) -> Result<Vec<StoredMessage>, StoreError> {
+        self.request(|reply| Request::Query { query, reply }).await
+    }
+
+    /// The next sequence number for our own messages (persisted across restarts).
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn next_seq(&self) -> Result<u64, StoreError> {
+        self.request(|reply| Request::NextSeq { reply }).await
+    }
+
+    /// The message id an idempotent publish with this client key already got, if any.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn client_id(&self, key: [u8; 32]) -> Result<Option<[u8; 32]>, StoreError> {
+        self.request(|reply| Request::ClientId { key, reply }).await
+    }
+
+    /// The start of a topic's retention window (unix ms) and the (ts, id) of
+    /// every message in it, oldest first.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn sync_have(
+        &self,
+        topic_id: [u8; 32],
+        retention: Retention,
+        now: u64,
+    ) -> Result<(u64, HeldIds), StoreError> {
+        self.request(|reply| Request::SyncHave {
+            topic_id,
+            retention,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    /// One page of a topic's envelopes after the query's cursor, within the
+    /// retention window and at or after its `since`, leaving out those whose
+    /// short id is in its `have` set.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn sync_page(&self, query: PageQuery) -> Result<SyncPage, StoreError> {
+        self.request(|reply| Request::SyncPage { query, reply }).await
+    }
+
+    /// Writes (or rewrites) an outbox entry durably.
+    ///
+    /// # Errors
+    /// When the write fails or the store is closed.
+    pub async fn outbox_put(&self, row: OutboxRow) -> Result<(), StoreError> {
+        self.request(|reply| Request::OutboxPut { row, reply }).await
+    }
+
+    /// Removes an outbox entry (delivered or given up).
+    ///
+    /// # Errors
+    /// When the write fails or the store is closed.
+    pub async fn outbox_delete(&self, id: [u8; 32]) -> Result<(), StoreError> {
+        self.request(|reply| Request::OutboxDelete { id, reply }).await
+    }
+
+    /// Every outbox entry, oldest first.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn outbox_load(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        self.request(|reply| Request::OutboxLoad { reply }).await
+    }
+
+    /// How many messages the inbox holds.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        self.request(|reply| Request::Count { reply }).await
+    }
+
+    /// Commits what is queued and stops the thread.
+    pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.requests.send(Request::Close { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}

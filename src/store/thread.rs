@@ -1,0 +1,290 @@
+//! The store thread: owns the SQLite connection, answers the handle's
+//! requests in order and commits inserts in groups, reporting each message
+//! only once its commit is durable.
+
+use std::path::PathBuf;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{broadcast, mpsc};
+
+use super::{InboxQuery, Insert, OutboxRow, Request, StoreError, StoredMessage, Via, MAX_BATCH};
+use crate::envelope::Purpose;
+use crate::event::Event;
+use crate::metrics::Metrics;
+
+/// The store thread's state.
+pub(super) struct StoreThread {
+    pub(super) conn: Connection,
+    events: broadcast::Sender<Event>,
+    path: PathBuf,
+    metrics: Metrics,
+}
+
+impl StoreThread {
+    pub(super) fn new(conn: Connection, events: broadcast::Sender<Event>, path: PathBuf, metrics: Metrics) -> Self {
+        Self {
+            conn,
+            events,
+            path,
+            metrics,
+        }
+    }
+
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        tracing::debug!(path = %self.path.display(), "inbox open");
+        let mut batch: Vec<Insert> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Insert(insert) => batch.push(*insert),
+                    other => {
+                        self.commit(&mut batch);
+                        if let Request::Close { reply } = other {
+                            let _ = reply.send(());
+                            tracing::debug!("inbox closed");
+                            return;
+                        }
+                        self.answer(other);
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit(&mut batch);
+        }
+    }
+
+    fn answer(&mut self, request: Request) {
+        match request {
+            Request::Query { query, reply } => {
+                let _ = reply.send(self.query(&query));
+            }
+            Request::NextSeq { reply } => {
+                let seq = self
+                    .conn
+                    .query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map(|v| v.map_or(0, |v| v as u64))
+                    .map_err(StoreError::from);
+                let _ = reply.send(seq);
+            }
+            Request::Count { reply } => {
+                let n = self
+                    .conn
+                    .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+                    .map_err(StoreError::from);
+                let _ = reply.send(n);
+            }
+            Request::ClientId { key, reply } => {
+                let id = self
+                    .conn
+                    .query_row("SELECT msg_id FROM client_ids WHERE key = ?1", [&key[..]], |r| {
+                        r.get::<_, Vec<u8>>(0)
+                    })
+                    .optional()
+                    .map(|v| v.and_then(|v| <[u8; 32]>::try_from(v).ok()))
+                    .map_err(StoreError::from);
+                let _ = reply.send(id);
+            }
+            Request::SyncHave {
+                topic_id,
+                retention,
+                now,
+                reply,
+            } => {
+                let _ = reply.send(self.sync_have(&topic_id, retention, now));
+            }
+            Request::SyncPage { query, reply } => {
+                let _ = reply.send(self.sync_page(&query));
+            }
+            Request::OutboxPut { row, reply } => {
+                let result = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO outbox (id, peer, ts, expires, attempts, last_error, envelope)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            &row.id[..],
+                            row.peer,
+                            row.ts as i64,
+                            row.expires as i64,
+                            row.attempts,
+                            row.last_error,
+                            row.envelope
+                        ])
+                    })
+                    .map(drop)
+                    .map_err(StoreError::from);
+                let _ = reply.send(result);
+            }
+            Request::OutboxDelete { id, reply } => {
+                let result = self
+                    .conn
+                    .execute("DELETE FROM outbox WHERE id = ?1", [&id[..]])
+                    .map(drop)
+                    .map_err(StoreError::from);
+                let _ = reply.send(result);
+            }
+            Request::OutboxLoad { reply } => {
+                let _ = reply.send(self.outbox_load());
+            }
+            Request::Insert(_) | Request::Close { .. } => unreachable!("handled by run"),
+        }
+    }
+
+    /// Writes the batch in one transaction, then reports each message.
+    fn commit(&mut self, batch: &mut Vec<Insert>) {
+        if batch.is_empty() {
+            return;
+        }
+        let result = (|| -> Result<Vec<bool>, rusqlite::Error> {
+            let tx = self.conn.transaction()?;
+            let mut fresh = Vec::with_capacity(batch.len());
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO messages (ts, id, purpose, topic_id, envelope, via) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                let mut client = tx.prepare_cached("INSERT OR IGNORE INTO client_ids (key, msg_id) VALUES (?1, ?2)")?;
+                let mut seq = tx.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES ('seq', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
+                )?;
+                for m in batch.iter() {
+                    let n = insert.execute(params![
+                        m.ts as i64,
+                        &m.id[..],
+                        m.purpose as u8,
+                        &m.topic_id[..],
+                        &m.envelope,
+                        m.via as u8
+                    ])?;
+                    if let Some(s) = m.own_seq {
+                        seq.execute(params![s as i64])?;
+                    }
+                    if let Some(key) = m.client_key {
+                        client.execute(params![&key[..], &m.id[..]])?;
+                    }
+                    fresh.push(n == 1);
+                }
+            }
+            tx.commit()?;
+            Ok(fresh)
+        })();
+        match result {
+            Ok(fresh) => {
+                self.metrics.store_queue.set(0);
+                for (m, is_new) in batch.drain(..).zip(fresh) {
+                    if is_new {
+                        self.metrics.inbox_messages.inc();
+                        match &m.event {
+                            Some(Event::Message { .. }) => self.metrics.delivered.inc(),
+                            Some(Event::Dm { .. }) => {
+                                self.metrics.delivered.inc();
+                                self.metrics.dms_received.inc()
+                            }
+                            Some(Event::DmSent { .. }) => self.metrics.dms_sent.inc(),
+                            _ => 0,
+                        };
+                        if let Some(event) = m.event {
+                            let _ = self.events.send(event);
+                        }
+                    }
+                    if let Some(done) = m.done {
+                        let _ = done.send(Ok(is_new));
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.store_errors.inc_by(batch.len() as u64);
+                let error = format!("could not store {} message(s) in the inbox: {e}", batch.len());
+                tracing::error!("{error}");
+                let _ = self.events.send(Event::Error { error: error.clone() });
+                for m in batch.drain(..) {
+                    if let Some(done) = m.done {
+                        let _ = done.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn query(&self, q: &InboxQuery) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut sql = String::from("SELECT id, purpose, ts, envelope, via FROM messages WHERE ts >= ?1");
+        if let Some(topics) = &q.topics {
+            if topics.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push_str(" AND topic_id IN (");
+            sql.push_str(&vec!["?"; topics.len()].join(","));
+            sql.push(')');
+        }
+        sql.push_str(" ORDER BY ts DESC, rowid DESC LIMIT ");
+        sql.push_str(&q.limit.to_string());
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut values: Vec<rusqlite::types::Value> = vec![(q.since.unwrap_or(0) as i64).into()];
+        for t in q.topics.iter().flatten() {
+            values.push(t.to_vec().into());
+        }
+        let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+            let id: Vec<u8> = r.get(0)?;
+            let purpose: u8 = r.get(1)?;
+            Ok((
+                id,
+                purpose,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, u8>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, purpose, ts, envelope, via) = row?;
+            let (Ok(id), Some(purpose)) = (<[u8; 32]>::try_from(id), Purpose::from_byte(purpose)) else {
+                tracing::warn!("skipping a malformed inbox row");
+                continue;
+            };
+            out.push(StoredMessage {
+                id,
+                purpose,
+                ts: ts as u64,
+                envelope,
+                via: Via::from_byte(via),
+            });
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn outbox_load(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, peer, ts, expires, attempts, last_error, envelope FROM outbox ORDER BY ts, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                OutboxRow {
+                    id: [0; 32],
+                    peer: r.get(1)?,
+                    ts: r.get::<_, i64>(2)? as u64,
+                    expires: r.get::<_, i64>(3)? as u64,
+                    attempts: r.get(4)?,
+                    last_error: r.get(5)?,
+                    envelope: r.get(6)?,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, row) = row?;
+            if let Ok(id) = <[u8; 32]>::try_from(id) {
+                out.push(OutboxRow { id, ..row });
+            }
+        }
+        Ok(out)
+    }
+}
