@@ -3,7 +3,7 @@
 # run (plus criterion's own output): the swarm harness against its --plain
 # baseline (10, 20, 50 nodes; 20 again with the inboxes on tmpfs), throughput
 # 1 → 5 (star and full mesh), 100 nodes in one process, catch-up, the idle
-# RSS of a lone node, then the criterion benches.
+# memory of one and of ten nodes, then the criterion benches.
 # Usage: scripts/bench.sh [--quick]   (--quick: no criterion benches)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,23 +28,11 @@ done
 run --nodes 100 --messages 100 --size 256 --rate 10 --degree 2
 run --catchup --messages 10000 --size 256
 
-# Idle RSS of a lone node, 4 s after its start.
-dir=$(mktemp -d)
-trap 'rm -rf "$dir" "$dir.log"' EXIT
-env -u MURMUR_PASSPHRASE "$BIN" --name idle --data-dir "$dir" --no-mdns --listen /ip4/127.0.0.1/tcp/0 \
-  < /dev/null > /dev/null 2> "$dir.log" &
-node=$!
-sleep 4
-rss=$(awk '/^VmRSS/ {print $2}' "/proc/$node/status" 2>/dev/null || true)
-if [[ -z $rss ]]; then
-  echo "bench.sh: the idle node exited early:" >&2
-  cat "$dir.log" >&2
-  exit 1
-fi
-echo "{\"idle_rss_kib\":$rss}"
-kill "$node"
-wait "$node" || true
-rm -f "$dir.log"
+# Idle memory: one lone node, then ten nodes on this machine, 4 s after
+# their start: RSS beside what each costs on its own (USS: private pages)
+# and its share (PSS) of the pages the processes share (the binary, libc).
+scripts/memory.sh 1
+scripts/memory.sh 10
 
 [[ ${1:-} == --quick ]] && exit 0
 cargo bench --bench envelope

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod clock;
