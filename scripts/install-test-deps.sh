@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need and a fresh machine lacks:
 #   - Debian's chromium (the browser test drives it headless),
-#   - iproute2 (network namespaces for the LAN tests),
+#   - iproute2 (network namespaces for the LAN and NAT tests),
+#   - nftables (the NAT routers of the test WAN, inside their namespaces),
 #   - tshark (the packet-capture test: nothing secret crosses the wire),
 #   - from PyPI: schemathesis (OpenAPI check) and playwright (drives chromium;
 #     its own browser download is never used).
@@ -14,6 +15,7 @@ PLAYWRIGHT_VERSION=1.65.2
 apt_missing=()
 command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || apt_missing+=(nftables)
 command -v tshark >/dev/null 2>&1 || apt_missing+=(tshark)
 if ((${#apt_missing[@]})); then
   if [ "$(id -u)" != 0 ]; then

@@ -15,7 +15,9 @@ pub const PASSPHRASE_ENV: &str = "MURMUR_PASSPHRASE";
 
 /// murmur: a decentralized, end-to-end encrypted gossip messaging node.
 ///
-/// Nodes on one LAN find each other by mDNS; `--peer` dials a node anywhere.
+/// Nodes on one LAN find each other by mDNS; `--peer` dials a node anywhere;
+/// `--bootstrap` joins a DHT where members of a topic find each other across
+/// NATs, through relays and hole punching.
 /// Type commands on stdin (`/help` lists them): `/sub news s3cret`,
 /// `/pub news hello`, `/dm bob hi`, `/inbox`, `/peers`, `/quit`.
 /// Logs go to stderr (set RUST_LOG, e.g. RUST_LOG=debug); stdout carries only
@@ -54,6 +56,35 @@ pub struct Cli {
     /// Turn off mDNS discovery on the LAN (use --peer to connect)
     #[arg(long)]
     pub no_mdns: bool,
+
+    /// Join the DHT through this node, to find topic members and relays
+    /// beyond the LAN: a multiaddr ending in /p2p/<peer id> (e.g. a murmur
+    /// hub run with --relay-server), or `ipfs` for the public IPFS bootstrap
+    /// nodes; repeat for several (see docs/wan.md)
+    #[arg(long, value_name = "MULTIADDR|ipfs")]
+    pub bootstrap: Vec<String>,
+
+    /// Relay circuits for peers behind NAT (relay v2) and serve the DHT: for a
+    /// node with a public address, given with --external-addr
+    #[arg(long, requires = "external_addr")]
+    pub relay_server: bool,
+
+    /// An address at which others reach this node directly (a public IP, a
+    /// port forward), e.g. /ip4/203.0.113.7/tcp/4001; repeat for several
+    #[arg(long, value_name = "MULTIADDR")]
+    pub external_addr: Vec<Multiaddr>,
+
+    /// Ask the home router for port mappings (UPnP IGD), so that peers can
+    /// dial this node directly
+    #[arg(long)]
+    pub upnp: bool,
+
+    /// Test networks only: count private addresses (10/8, 192.168/16…) as
+    /// reachable, so that reachability checks work where the "public"
+    /// segment uses them; only bootstrap nodes and relays are then asked to
+    /// dial back
+    #[arg(long)]
+    pub private_wan: bool,
 
     /// Serve the local HTTP/JSON API and web page at this address, e.g.
     /// 127.0.0.1:8080 (off by default; a non-loopback address needs --api-token)
@@ -143,6 +174,10 @@ impl Cli {
             crate::commands::validate_topic(topic).map_err(|e| format!("--topic {t:?}: {e}"))?;
             topics.push((topic.to_owned(), secret));
         }
+        let mut bootstrap = Vec::new();
+        for value in &self.bootstrap {
+            bootstrap.extend(crate::config::parse_bootstrap(value)?);
+        }
         Ok(Config {
             name,
             data_dir,
@@ -154,6 +189,11 @@ impl Cli {
             peers: self.peer.clone(),
             topics,
             mdns: !self.no_mdns,
+            bootstrap,
+            external_addrs: self.external_addr.clone(),
+            relay_server: self.relay_server,
+            upnp: self.upnp,
+            private_wan: self.private_wan,
             passphrase,
             plain: self.bench_plain,
             retention: crate::config::Retention {

@@ -24,6 +24,22 @@ pub struct Config {
     pub topics: Vec<(String, Option<String>)>,
     /// Whether mDNS discovery runs.
     pub mdns: bool,
+    /// DHT bootstrap nodes (each ends in `/p2p/<peer id>`): dialled at
+    /// start, they let the node join the DHT, find topic members beyond the
+    /// LAN and relays. See [`IPFS_BOOTSTRAP`].
+    pub bootstrap: Vec<Multiaddr>,
+    /// Addresses at which others can reach this node directly (a public
+    /// host's, a port forward's), announced as confirmed.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Relay circuits for others (relay v2) and serve the DHT: for a node
+    /// with a public address.
+    pub relay_server: bool,
+    /// Ask the router for port mappings (UPnP IGD).
+    pub upnp: bool,
+    /// Count private addresses as reachable (AutoNAT), for test networks
+    /// whose "public" segment uses private addresses; AutoNAT then asks only
+    /// bootstrap nodes and relays to dial back.
+    pub private_wan: bool,
     /// Seals the identity key and the keyring under a key derived from it
     /// (Argon2id). Without one they are protected by file permissions only.
     pub passphrase: Option<Passphrase>,
@@ -59,6 +75,11 @@ impl Config {
             peers: Vec::new(),
             topics: Vec::new(),
             mdns: true,
+            bootstrap: Vec::new(),
+            external_addrs: Vec::new(),
+            relay_server: false,
+            upnp: false,
+            private_wan: false,
             passphrase: None,
             plain: false,
             retention: Retention::default(),
@@ -75,6 +96,38 @@ impl Config {
             ..Self::new(name, data_dir)
         }
     }
+}
+
+/// The public IPFS bootstrap nodes (`--bootstrap ipfs`), as Kubo lists them.
+pub const IPFS_BOOTSTRAP: [&str; 5] = [
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+    "/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ",
+];
+
+/// Parses a `--bootstrap` value: `ipfs` (the public IPFS list) or a
+/// multiaddr that ends in `/p2p/<peer id>`.
+///
+/// # Errors
+/// A value that is not a multiaddr, or one without a peer id.
+pub fn parse_bootstrap(value: &str) -> Result<Vec<Multiaddr>, String> {
+    if value == "ipfs" {
+        return Ok(IPFS_BOOTSTRAP
+            .iter()
+            .map(|a| a.parse().expect("valid address"))
+            .collect());
+    }
+    let addr: Multiaddr = value
+        .parse()
+        .map_err(|e| format!("--bootstrap {value}: not a multiaddr ({e})"))?;
+    if !matches!(addr.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+        return Err(format!(
+            "--bootstrap {value}: the address must end in /p2p/<peer id>\nhint: e.g. /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…, or `ipfs` for the public IPFS bootstrap nodes"
+        ));
+    }
+    Ok(vec![addr])
 }
 
 /// TCP and QUIC on all IPv4 interfaces, on ports the system picks.
@@ -118,6 +171,17 @@ pub fn default_data_dir(name: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bootstrap_values_parse_or_say_what_is_wrong() {
+        assert_eq!(parse_bootstrap("ipfs").unwrap().len(), IPFS_BOOTSTRAP.len());
+        let one = "/dns4/hub.test/tcp/4001/p2p/12D3KooWCwiQZ5uVKiX5QohyBjvKz2U1mrgvAhSSxzAFY3bx4UzB";
+        assert_eq!(parse_bootstrap(one).unwrap()[0].to_string(), one);
+        let no_id = parse_bootstrap("/ip4/10.0.0.1/tcp/4001").unwrap_err();
+        assert!(no_id.contains("/p2p/<peer id>"), "{no_id}");
+        let junk = parse_bootstrap("hub:4001").unwrap_err();
+        assert!(junk.contains("not a multiaddr"), "{junk}");
+    }
 
     #[test]
     fn data_dir_name_is_sanitised() {

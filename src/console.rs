@@ -56,42 +56,55 @@ struct Output {
     json: bool,
 }
 
+/// Where one event's output goes.
+enum Sink {
+    Stdout(String),
+    Stderr(String),
+    Nothing,
+}
+
 impl Output {
     /// Writes one event at once. A closed stdout is ignored.
     fn write_now(self, event: &Event) {
-        match self.stdout_line(event) {
-            Some(line) => {
+        match self.sink(event) {
+            Sink::Stdout(line) => {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
             }
-            None => {
-                let _ = writeln!(std::io::stderr().lock(), "{}", event.to_human());
+            Sink::Stderr(line) => {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
             }
+            Sink::Nothing => {}
         }
     }
 
-    /// The line that prints `event` on stdout, or `None` for an error in
-    /// readable mode (which goes to stderr).
-    fn stdout_line(self, event: &Event) -> Option<String> {
+    /// Where `event` goes: a line on stdout; in readable mode an error goes
+    /// to stderr and a quiet event (a catch-up that moved nothing) nowhere.
+    fn sink(self, event: &Event) -> Sink {
         if self.json {
-            Some(event.to_json())
+            Sink::Stdout(event.to_json())
         } else if let Event::Error { .. } = event {
-            None
+            Sink::Stderr(event.to_human())
+        } else if event.is_quiet() {
+            Sink::Nothing
         } else {
-            Some(event.to_human())
+            Sink::Stdout(event.to_human())
         }
     }
 
     /// Queues `event`'s line in `lines` (or writes a readable-mode error to
     /// stderr at once).
     fn push(self, lines: &mut String, event: &Event) {
-        match self.stdout_line(event) {
-            Some(line) => {
+        match self.sink(event) {
+            Sink::Stdout(line) => {
                 lines.push_str(&line);
                 lines.push('\n');
             }
-            None => self.write_now(event),
+            Sink::Stderr(line) => {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+            Sink::Nothing => {}
         }
     }
 

@@ -154,6 +154,45 @@ impl TopicKeys {
     }
 }
 
+/// HKDF salt of the DHT rendezvous keys.
+const RENDEZVOUS_SALT: &[u8] = b"murmur/rendezvous/1";
+/// HKDF info prefix of a topic's rendezvous key (the epoch follows, big-endian).
+const TOPIC_RENDEZVOUS_INFO: &[u8] = b"murmur topic rendezvous";
+/// Domain label of a peer's rendezvous key.
+const PEER_RENDEZVOUS_LABEL: &[u8] = b"murmur/peer/1";
+/// How long one rendezvous epoch lasts: a day of unix time.
+pub const RENDEZVOUS_EPOCH_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The rendezvous epoch of a unix time in milliseconds.
+pub fn rendezvous_epoch(now_ms: u64) -> u64 {
+    now_ms / RENDEZVOUS_EPOCH_MS
+}
+
+/// The DHT key under which a topic's members announce themselves during
+/// `epoch`: HKDF-SHA256 of the topic key (salt `murmur/rendezvous/1`, info
+/// `murmur topic rendezvous` ‖ epoch as u64 big-endian). Only holders of the
+/// topic key can compute it; it reveals neither the topic's name nor its id,
+/// and changes every epoch.
+pub fn topic_rendezvous(topic_key: &Key, epoch: u64) -> [u8; 32] {
+    let mut info = Vec::with_capacity(TOPIC_RENDEZVOUS_INFO.len() + 8);
+    info.extend_from_slice(TOPIC_RENDEZVOUS_INFO);
+    info.extend_from_slice(&epoch.to_be_bytes());
+    let mut out = [0u8; 32];
+    hkdf_sha256(RENDEZVOUS_SALT, topic_key, &info, &mut out).expect("32 bytes is a valid length");
+    out
+}
+
+/// The DHT key under which a peer announces where it can be reached, so
+/// that a direct message to its peer id finds it: SHA-256 of
+/// `murmur/peer/1` ‖ the peer id's bytes. Anyone who knows the peer id can
+/// compute it.
+pub fn peer_rendezvous(peer: &libp2p::PeerId) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(PEER_RENDEZVOUS_LABEL);
+    h.update(peer.to_bytes());
+    h.finalize().into()
+}
+
 /// The one-message key material expanded from a root key and the message salt.
 pub struct MessageKeys {
     /// AES-256-GCM key used for this message only.
@@ -238,6 +277,20 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendezvous_keys_differ_by_topic_key_and_epoch_and_hide_the_topic() {
+        let news = TopicKeys::derive("news", "s3cret");
+        let other = TopicKeys::derive("news", "guess");
+        let today = topic_rendezvous(&news.key, 20_000);
+        assert_eq!(today, topic_rendezvous(&news.key, 20_000));
+        assert_ne!(today, topic_rendezvous(&news.key, 20_001));
+        assert_ne!(today, topic_rendezvous(&other.key, 20_000));
+        assert_ne!(today, news.id);
+        assert_eq!(rendezvous_epoch(RENDEZVOUS_EPOCH_MS * 3 + 5), 3);
+        let (a, b) = (libp2p::PeerId::random(), libp2p::PeerId::random());
+        assert_ne!(peer_rendezvous(&a), peer_rendezvous(&b));
+    }
 
     fn unhex(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()

@@ -59,6 +59,9 @@ pub struct PeerSummary {
     pub name: Option<String>,
     /// Addresses it can be reached at.
     pub addrs: Vec<String>,
+    /// True while every connection to it goes through a relay.
+    #[serde(default)]
+    pub relayed: bool,
 }
 
 /// Everything a node reports. Serialized as `{"event":"<snake_case name>", …fields}`.
@@ -80,7 +83,9 @@ pub enum Event {
         /// The URL.
         addr: String,
     },
-    /// A peer was found (`via`: `"mdns"`).
+    /// A peer was found (`via`: `"mdns"`; `"dht"` for a topic member or a
+    /// DM's recipient found in the DHT, whose `addr` is then the address it
+    /// was first connected at).
     PeerDiscovered {
         /// Its peer id.
         peer: String,
@@ -89,15 +94,44 @@ pub enum Event {
         /// How it was found.
         via: String,
     },
-    /// A first connection to a peer opened.
+    /// A first connection to a peer opened (reported once identify told its
+    /// name, or a second after the connection if it does not say).
     PeerConnected {
         /// Its peer id.
         peer: String,
+        /// Its display name, if it told one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        name: Option<String>,
+        /// Whether the connection goes through a relay.
+        #[serde(default)]
+        relayed: bool,
     },
     /// The last connection to a peer closed.
     PeerDisconnected {
         /// Its peer id.
         peer: String,
+        /// Its display name, if known.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        name: Option<String>,
+    },
+    /// What this node knows of its reachability from outside its network:
+    /// `reachability` is `"public"` (peers dialled us back), `"private"`
+    /// (behind NAT or a firewall: peers reach us through relays) or
+    /// `"unknown"`; `addrs` are the confirmed addresses others can dial
+    /// (public ones and relay circuits).
+    NatStatus {
+        /// `"public"`, `"private"` or `"unknown"`.
+        reachability: String,
+        /// Confirmed external addresses.
+        addrs: Vec<String>,
+    },
+    /// A relay holds a slot for this node: peers can reach it at `addr`
+    /// (a `/p2p-circuit` address through `relay`).
+    RelayReserved {
+        /// The relay's peer id.
+        relay: String,
+        /// The circuit address.
+        addr: String,
     },
     /// The node subscribed to a topic.
     Subscribed {
@@ -158,6 +192,9 @@ pub enum Event {
         to: String,
         /// Message id.
         id: String,
+        /// The recipient's display name, if known.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        name: Option<String>,
     },
     /// A direct message could not be delivered yet: it waits in the outbox and
     /// is retried when the recipient is seen again.
@@ -182,6 +219,9 @@ pub enum Event {
     Synced {
         /// The peer.
         peer: String,
+        /// The peer's display name, if known.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        name: Option<String>,
         /// Topic name.
         topic: String,
         /// Messages this node stored from the peer (new ones only).
@@ -249,6 +289,19 @@ impl Event {
         serde_json::to_string(self).expect("events serialize")
     }
 
+    /// Whether readable output leaves this event out: a catch-up that moved
+    /// nothing (`--json` reports it all the same).
+    pub fn is_quiet(&self) -> bool {
+        matches!(
+            self,
+            Event::Synced {
+                received: 0,
+                sent: 0,
+                ..
+            }
+        )
+    }
+
     /// The human-readable rendering (may span several lines).
     pub fn to_human(&self) -> String {
         match self {
@@ -256,8 +309,22 @@ impl Event {
             Event::ApiListening { addr } => format!("api and web page at {addr}"),
             Event::MetricsListening { addr } => format!("metrics at {addr}"),
             Event::PeerDiscovered { peer, addr, via } => format!("discovered {peer} at {addr} ({via})"),
-            Event::PeerConnected { peer } => format!("connected to {peer}"),
-            Event::PeerDisconnected { peer } => format!("disconnected from {peer}"),
+            Event::PeerConnected { peer, name, relayed } => {
+                let via = if *relayed { ", relayed" } else { "" };
+                match name {
+                    Some(name) => format!("connected to {name} ({}{via})", short_peer(peer)),
+                    None => format!("connected to {peer}{}", if *relayed { " (relayed)" } else { "" }),
+                }
+            }
+            Event::PeerDisconnected { peer, name } => format!("disconnected from {}", named(peer, name)),
+            Event::NatStatus { reachability, addrs } => match reachability.as_str() {
+                "public" => format!("reachable from outside at {}", addrs.join(", ")),
+                "private" => "behind NAT: peers outside reach this node through relays".into(),
+                _ => "reachability from outside unknown".into(),
+            },
+            Event::RelayReserved { relay, addr } => {
+                format!("relay {} holds a slot: reachable at {addr}", short_peer(relay))
+            }
             Event::Subscribed { topic, open: false } => format!("subscribed to {topic}"),
             Event::Subscribed { topic, open: true } => format!(
                 "subscribed to {topic} (open topic: anyone who knows the name can read it; use /sub {topic} SECRET for a private one)"
@@ -279,17 +346,27 @@ impl Event {
             }
             Event::Message { topic, from, msg, .. } => format!("[{topic}] {from}: {msg}"),
             Event::Dm { from, msg, .. } => format!("[dm] {from}: {msg}"),
-            Event::DmSent { to, id } => format!("dm {} delivered to {to}", short(id)),
+            Event::DmSent { to, id, name } => {
+                format!("dm {} delivered to {}", short(id), name.as_deref().unwrap_or(to))
+            }
             Event::DmQueued { to, id, reason } => {
                 format!("dm {} to {to} waits in the outbox ({reason}); it is retried when the peer is back", short(id))
             }
             Event::DmFailed { to, id, reason } => format!("dm {} to {to} failed: {reason}", short(id)),
             Event::Synced {
                 peer,
+                name,
                 topic,
                 received,
                 sent,
-            } => format!("caught up on {topic} with {peer}: {received} received, {sent} sent"),
+            } => {
+                let who = name.clone().unwrap_or_else(|| short_peer(peer));
+                match (received, sent) {
+                    (_, 0) => format!("caught up on {topic} with {who}: {received} received"),
+                    (0, _) => format!("caught up on {topic} with {who}: {sent} sent"),
+                    _ => format!("caught up on {topic} with {who}: {received} received, {sent} sent"),
+                }
+            }
             Event::Pending { dms, publishes } if dms.is_empty() && publishes.is_empty() => "nothing pending".into(),
             Event::Pending { dms, publishes } => publishes
                 .iter()
@@ -319,7 +396,10 @@ impl Event {
             Event::Peers { peers } if peers.is_empty() => "no peers connected".into(),
             Event::Peers { peers } => peers
                 .iter()
-                .map(|p| format!("{} {}", p.name.as_deref().unwrap_or("?"), p.peer))
+                .map(|p| {
+                    let relayed = if p.relayed { " (relayed)" } else { "" };
+                    format!("{} {}{relayed}", p.name.as_deref().unwrap_or("?"), p.peer)
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
             Event::Topics { topics, .. } if topics.is_empty() => "no subscriptions".into(),
@@ -348,6 +428,22 @@ impl Event {
 /// The first 12 characters of an id, for human output.
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+/// A peer id shortened for human output: `12D3…` and its last 6 characters.
+fn short_peer(peer: &str) -> String {
+    match (peer.get(..4), peer.len().checked_sub(6).and_then(|i| peer.get(i..))) {
+        (Some(head), Some(tail)) if peer.len() > 12 => format!("{head}…{tail}"),
+        _ => peer.to_owned(),
+    }
+}
+
+/// `name (12D3…tail)` when the name is known, else the full peer id.
+fn named(peer: &str, name: &Option<String>) -> String {
+    match name {
+        Some(name) => format!("{name} ({})", short_peer(peer)),
+        None => peer.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -382,10 +478,49 @@ mod tests {
         assert_eq!(
             Event::DmSent {
                 to: "p".into(),
-                id: "i".into()
+                id: "i".into(),
+                name: None,
             }
             .to_json(),
             r#"{"event":"dm_sent","to":"p","id":"i"}"#
         );
+    }
+
+    #[test]
+    fn readable_output_names_peers_it_knows() {
+        let bob = "12D3KooWNxmCmVtSbDZzBfB8wJZ7Qb4rQ5yYb1ZpqzzR8YsN4xYb".to_owned();
+        let connected = Event::PeerConnected {
+            peer: bob.clone(),
+            name: Some("bob".into()),
+            relayed: false,
+        };
+        assert_eq!(connected.to_human(), "connected to bob (12D3…sN4xYb)");
+        assert_eq!(
+            connected.to_json(),
+            format!(r#"{{"event":"peer_connected","peer":"{bob}","name":"bob","relayed":false}}"#)
+        );
+        let relayed = Event::PeerConnected {
+            peer: bob.clone(),
+            name: Some("bob".into()),
+            relayed: true,
+        };
+        assert_eq!(relayed.to_human(), "connected to bob (12D3…sN4xYb, relayed)");
+        let sent = Event::DmSent {
+            to: bob.clone(),
+            id: "433018471a9e0000".into(),
+            name: Some("alice".into()),
+        };
+        assert_eq!(sent.to_human(), "dm 433018471a9e delivered to alice");
+        let synced = |received, sent| Event::Synced {
+            peer: bob.clone(),
+            name: Some("bob".into()),
+            topic: "news".into(),
+            received,
+            sent,
+        };
+        assert_eq!(synced(12, 0).to_human(), "caught up on news with bob: 12 received");
+        assert!(synced(0, 0).is_quiet());
+        assert!(!synced(0, 3).is_quiet());
+        assert!(!synced(12, 0).is_quiet());
     }
 }

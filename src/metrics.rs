@@ -1,5 +1,6 @@
 //! Prometheus metrics: murmur's own counters and gauges, libp2p's (swarm,
-//! gossipsub, identify, ping), and the `--metrics ADDR` HTTP endpoint.
+//! gossipsub, identify, ping, kad, relay, dcutr), and the `--metrics ADDR`
+//! HTTP endpoint.
 //! Every metric is described in docs/metrics.md.
 
 use std::sync::Arc;
@@ -63,6 +64,12 @@ pub struct Metrics {
     pub outbox: Gauge,
     /// Direct messages given up (expired or refused).
     pub dms_failed: Counter,
+    /// Connected peers reached only through a relay.
+    pub relayed_peers: Gauge,
+    /// As a relay server: reservations accepted (new and renewed).
+    pub relay_reservations: Counter,
+    /// As a relay server: circuits opened between two peers.
+    pub relay_circuits: Counter,
 }
 
 impl Metrics {
@@ -100,6 +107,21 @@ impl Metrics {
             self.dms_received.clone(),
         );
         r.register("peers", "Connected peers", self.peers.clone());
+        r.register(
+            "peers_relayed",
+            "Connected peers reached only through a relay",
+            self.relayed_peers.clone(),
+        );
+        r.register(
+            "relay_reservations",
+            "As a relay server: reservations accepted (new and renewed)",
+            self.relay_reservations.clone(),
+        );
+        r.register(
+            "relay_circuits",
+            "As a relay server: circuits opened between two peers",
+            self.relay_circuits.clone(),
+        );
         r.register(
             "peers_graylisted",
             "Disconnections of peers whose gossipsub score fell below the graylist threshold",

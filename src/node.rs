@@ -22,7 +22,7 @@ use crate::envelope::{Envelope, Purpose, MAX_NAME_LEN};
 use crate::event::{Event, InboxItem, PeerSummary};
 use crate::keyring::{load_or_create_identity, Keyring, SECRET_FILES};
 use crate::metrics::Metrics;
-use crate::network::behaviour::Behaviour;
+use crate::network::behaviour::{Behaviour, Settings};
 use crate::network::{EventLoop, Request};
 use crate::reply::DmRecord;
 use crate::reply::{DmOutcome, NodeError, Published, TopicPeers, Whoami};
@@ -115,9 +115,15 @@ impl Node {
             Store::open_with_metrics(&config.data_dir, events.clone(), metrics.clone()).map_err(|e| startup(&e))?;
         let next_seq = store.next_seq().await.map_err(|e| startup(&e))?;
 
-        let name = config.name.clone();
-        let mdns = config.mdns;
-        let signed_gossip = config.plain;
+        let settings = Settings {
+            name: config.name.clone(),
+            mdns: config.mdns,
+            signed_gossip: config.plain,
+            relay_server: config.relay_server,
+            upnp: config.upnp,
+            private_wan: config.private_wan,
+        };
+        let (dns_config, dns_options) = dns_config();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -127,8 +133,11 @@ impl Node {
             )
             .map_err(|e| startup(&e))?
             .with_quic()
-            .with_behaviour(|key| {
-                Behaviour::new(key, &name, mdns, signed_gossip, &mut registry)
+            .with_dns_config(dns_config, dns_options)
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| startup(&e))?
+            .with_behaviour(|key, relay_client| {
+                Behaviour::new(key, relay_client, &settings, &mut registry)
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| startup(&e))?
@@ -413,6 +422,22 @@ impl Node {
     /// Stops the event loop (which then closes the inbox). Idempotent.
     pub async fn shutdown(&self) {
         let _ = self.requests.send(Request::Shutdown).await;
+    }
+}
+
+/// The system's DNS settings (`/etc/resolv.conf`; `/etc/hosts` is read
+/// first either way). Without them only the hosts file resolves names: a
+/// machine with no resolver configured still starts.
+fn dns_config() -> (libp2p::dns::ResolverConfig, libp2p::dns::ResolverOpts) {
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok(conf) => conf,
+        Err(e) => {
+            tracing::warn!("no DNS resolver configured ({e}); /dns addresses resolve from the hosts file only");
+            (
+                libp2p::dns::ResolverConfig::from_name_servers(Vec::new()),
+                libp2p::dns::ResolverOpts::default(),
+            )
+        }
     }
 }
 

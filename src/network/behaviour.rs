@@ -1,17 +1,19 @@
 //! The composed libp2p behaviour (connection limits, gossipsub with peer
-//! scoring, request-response DMs, mDNS, identify, ping) and the settings each
-//! one runs with. The reasons behind the numbers are in docs/architecture.md,
+//! scoring, request-response DMs and catch-up, the relay client and server,
+//! DCUtR, AutoNAT, Kademlia, UPnP, mDNS, identify, ping) and the settings
+//! each one runs with. The reasons behind the numbers are in docs/architecture.md,
 //! docs/protocol.md and docs/security.md.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, gossipsub, identify, mdns, ping};
+use libp2p::{autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns, ping, relay, upnp};
 use prometheus_client::registry::Registry;
 
 use super::dm::{DmCodec, PROTOCOL as DM_PROTOCOL};
@@ -71,6 +73,45 @@ pub const INVALID_MESSAGE_MEMORY: Duration = Duration::from_secs(600);
 /// valid messages cannot hide more than a few invalid ones.
 pub const TOPIC_SCORE_CAP: f64 = 20.0;
 
+/// The Kademlia protocol: the IPFS DHT's, so that any IPFS DHT server can
+/// bootstrap a murmur node.
+pub const KAD_PROTOCOL: libp2p::StreamProtocol = kad::PROTOCOL_NAME;
+/// How long a DHT query may run.
+pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long this node keeps a provider record others stored with it (when it serves the DHT).
+pub const PROVIDER_RECORD_TTL: Duration = Duration::from_secs(2 * 60 * 60);
+/// How often our own provider records are published again (with the addresses we have then).
+pub const PROVIDER_REPUBLISH: Duration = Duration::from_secs(30 * 60);
+/// Provider keys a DHT server stores (its own and others').
+pub const MAX_PROVIDER_KEYS: usize = 8192;
+
+/// Reservations a relay server holds at once.
+pub const RELAY_MAX_RESERVATIONS: usize = 256;
+/// Reservations one peer may hold on a relay server.
+pub const RELAY_MAX_RESERVATIONS_PER_PEER: usize = 2;
+/// How long a reservation lasts (the client renews it at three quarters).
+pub const RELAY_RESERVATION_DURATION: Duration = Duration::from_secs(60 * 60);
+/// Circuits a relay server carries at once.
+pub const RELAY_MAX_CIRCUITS: usize = 256;
+/// Circuits one peer may have open through a relay server.
+pub const RELAY_MAX_CIRCUITS_PER_PEER: usize = 16;
+/// How long one circuit lasts. Long: a member behind a symmetric NAT, where
+/// hole punching cannot work, talks through its circuits for as long as it
+/// is connected (libp2p's default, 2 min, would cut them all the time).
+pub const RELAY_MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(60 * 60);
+/// Bytes one circuit may carry (both directions): 64 MiB, a thousand full-size
+/// messages; a circuit that hits it ends, and the peers reconnect and catch up.
+pub const RELAY_MAX_CIRCUIT_BYTES: u64 = 64 << 20;
+/// New reservations one peer may ask for: this many at once, one more every minute.
+pub const RELAY_RESERVATIONS_PER_PEER_BURST: u32 = 10;
+/// New reservations one IP address may ask for (every node behind one NAT
+/// shares it): this many at once, one more every 10 s.
+pub const RELAY_RESERVATIONS_PER_IP_BURST: u32 = 60;
+/// New circuits one peer may open: this many at once, one more every 10 s.
+pub const RELAY_CIRCUITS_PER_PEER_BURST: u32 = 30;
+/// New circuits from one IP address: this many at once, one more every 2 s.
+pub const RELAY_CIRCUITS_PER_IP_BURST: u32 = 120;
+
 /// Every behaviour of a murmur node.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -82,6 +123,18 @@ pub struct Behaviour {
     pub dm: request_response::Behaviour<DmCodec>,
     /// Catch-up (`/murmur/sync/1`).
     pub sync: request_response::Behaviour<SyncCodec>,
+    /// Reserves slots on relays and dials or accepts circuits through them.
+    pub relay_client: relay::client::Behaviour,
+    /// Relays circuits for others (`--relay-server`).
+    pub relay_server: Toggle<relay::Behaviour>,
+    /// Hole punching: upgrades a relayed connection to a direct one.
+    pub dcutr: dcutr::Behaviour,
+    /// Asks peers to dial us back: are we reachable (`nat_status`)?
+    pub autonat: autonat::Behaviour,
+    /// The DHT (`/ipfs/kad/1.0.0`): topic rendezvous and peer routing.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Port mappings on the home router (`--upnp`).
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
     /// LAN discovery; off with `--no-mdns`.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Exchanges names (in the agent version) and listen addresses.
@@ -217,20 +270,97 @@ pub fn topic_score_params() -> gossipsub::TopicScoreParams {
     }
 }
 
+/// The DHT's settings (see the `KAD_*` and `PROVIDER_*` constants). A node
+/// starts as a DHT client; the event loop makes it a server once it knows it
+/// is reachable.
+pub fn kad_behaviour(peer_id: libp2p::PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut config = kad::Config::new(KAD_PROTOCOL);
+    config
+        .set_query_timeout(KAD_QUERY_TIMEOUT)
+        .set_provider_record_ttl(Some(PROVIDER_RECORD_TTL))
+        .set_provider_publication_interval(Some(PROVIDER_REPUBLISH));
+    let store = kad::store::MemoryStore::with_config(
+        peer_id,
+        kad::store::MemoryStoreConfig {
+            max_provided_keys: MAX_PROVIDER_KEYS,
+            ..Default::default()
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, config);
+    kad.set_mode(Some(kad::Mode::Client));
+    kad
+}
+
+/// The relay server's limits (see the `RELAY_*` constants): per peer and per
+/// IP address, for reservations and circuits.
+pub fn relay_config() -> relay::Config {
+    let nz = |n: u32| NonZeroU32::new(n).expect("non-zero");
+    relay::Config {
+        max_reservations: RELAY_MAX_RESERVATIONS,
+        max_reservations_per_peer: RELAY_MAX_RESERVATIONS_PER_PEER,
+        reservation_duration: RELAY_RESERVATION_DURATION,
+        reservation_rate_limiters: Vec::new(),
+        max_circuits: RELAY_MAX_CIRCUITS,
+        max_circuits_per_peer: RELAY_MAX_CIRCUITS_PER_PEER,
+        max_circuit_duration: RELAY_MAX_CIRCUIT_DURATION,
+        max_circuit_bytes: RELAY_MAX_CIRCUIT_BYTES,
+        circuit_src_rate_limiters: Vec::new(),
+    }
+    .reservation_rate_per_peer(nz(RELAY_RESERVATIONS_PER_PEER_BURST), Duration::from_secs(60))
+    .reservation_rate_per_ip(nz(RELAY_RESERVATIONS_PER_IP_BURST), Duration::from_secs(10))
+    .circuit_src_per_peer(nz(RELAY_CIRCUITS_PER_PEER_BURST), Duration::from_secs(10))
+    .circuit_src_per_ip(nz(RELAY_CIRCUITS_PER_IP_BURST), Duration::from_secs(2))
+}
+
+/// AutoNAT's settings. `private_wan` (`--private-wan`, test networks whose
+/// "public" segment uses private addresses) lets private addresses count as
+/// reachable; then only the peers the event loop names (bootstrap nodes and
+/// relays) are asked to dial us back, not LAN neighbours, which would always
+/// reach us.
+pub fn autonat_config(private_wan: bool) -> autonat::Config {
+    autonat::Config {
+        timeout: Duration::from_secs(10),
+        boot_delay: Duration::from_secs(2),
+        retry_interval: Duration::from_secs(20),
+        refresh_interval: Duration::from_secs(10 * 60),
+        throttle_server_period: Duration::from_secs(15),
+        confidence_max: 2,
+        use_connected: !private_wan,
+        only_global_ips: !private_wan,
+        ..Default::default()
+    }
+}
+
+/// What the behaviour is built with, beyond the key.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The display name (in identify's agent version).
+    pub name: String,
+    /// Whether mDNS runs.
+    pub mdns: bool,
+    /// The `--plain` baseline: gossipsub signed and strict (see [`gossipsub_config`]).
+    pub signed_gossip: bool,
+    /// Whether this node relays circuits for others (`--relay-server`).
+    pub relay_server: bool,
+    /// Whether UPnP asks the router for port mappings (`--upnp`).
+    pub upnp: bool,
+    /// Private addresses count as reachable (`--private-wan`; see [`autonat_config`]).
+    pub private_wan: bool,
+}
+
 impl Behaviour {
-    /// Builds the behaviour for `key`, named `name`, with mDNS on or off and
-    /// gossipsub anonymous or, for the `--plain` baseline, signed (see
-    /// [`gossipsub_config`]).
+    /// Builds the behaviour for `key` with `settings`, around the relay
+    /// client the swarm builder made.
     ///
     /// # Errors
     /// When mDNS cannot open its socket.
     pub fn new(
         key: &Keypair,
-        name: &str,
-        mdns_on: bool,
-        signed_gossip: bool,
+        relay_client: relay::client::Behaviour,
+        settings: &Settings,
         registry: &mut Registry,
     ) -> std::io::Result<Self> {
+        let (name, mdns_on, signed_gossip) = (settings.name.as_str(), settings.mdns, settings.signed_gossip);
         let peer_id = key.public().to_peer_id();
         let authenticity = if signed_gossip {
             gossipsub::MessageAuthenticity::Signed(key.clone())
@@ -268,13 +398,26 @@ impl Behaviour {
             None
         };
         let identify = identify::Behaviour::new(
-            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public()).with_agent_version(agent_version(name)),
+            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                .with_agent_version(agent_version(name))
+                // Peers learn at once of a new relay circuit address.
+                .with_push_listen_addr_updates(true),
         );
+        let relay_server = settings
+            .relay_server
+            .then(|| relay::Behaviour::new(peer_id, relay_config()));
+        let upnp = settings.upnp.then(upnp::tokio::Behaviour::default);
         Ok(Self {
             limits: connection_limits::Behaviour::new(connection_limits()),
             gossipsub,
             dm,
             sync,
+            relay_client,
+            relay_server: relay_server.into(),
+            dcutr: dcutr::Behaviour::new(peer_id),
+            autonat: autonat::Behaviour::new(peer_id, autonat_config(settings.private_wan)),
+            kad: kad_behaviour(peer_id),
+            upnp: upnp.into(),
             mdns: mdns.into(),
             identify,
             ping: ping::Behaviour::new(
@@ -328,6 +471,15 @@ mod tests {
         // The count decays to a tenth in ten minutes.
         let ten_minutes = t.invalid_message_deliveries_decay.powi(600);
         assert!((ten_minutes - 0.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn relay_limits_let_a_relayed_member_talk_for_an_hour() {
+        let c = relay_config();
+        assert!(c.max_circuit_duration >= Duration::from_secs(3600));
+        assert!(c.max_circuit_bytes >= 1000 * crate::envelope::MAX_ENVELOPE_BYTES as u64);
+        assert_eq!(c.reservation_rate_limiters.len(), 2);
+        assert_eq!(c.circuit_src_rate_limiters.len(), 2);
     }
 
     #[test]

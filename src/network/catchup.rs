@@ -370,6 +370,7 @@ impl EventLoop {
         if session.report || session.received > 0 || sent > 0 {
             self.emit(Event::Synced {
                 peer: peer.to_string(),
+                name: self.peers.name(&peer),
                 topic: entry.name,
                 received: session.received,
                 sent,

@@ -35,17 +35,23 @@ impl Discovery {
         self.redialer.connected(peer);
     }
 
+    /// Dials `peer` at `addrs` whenever it is not connected (see [`Redialer::watch`]).
+    pub(super) fn watch(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, origin: Origin, now: Instant) -> bool {
+        self.redialer.watch(peer, addrs, origin, now)
+    }
+
     fn is_explicit(&self, peer: &PeerId) -> bool {
         self.explicit_peers.iter().any(|a| peer_of(a) == Some(*peer))
     }
 }
 
-/// The peer id at the end of an address, if it has one.
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(id) => Some(id),
+/// The peer id at the end of an address, if it has one (for a relay
+/// circuit address, the peer behind the relay).
+pub(super) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
         _ => None,
-    })
+    }
 }
 
 impl EventLoop {
@@ -91,8 +97,18 @@ impl EventLoop {
         }
     }
 
-    /// A dial failed: a warning for a `--peer` address, quiet otherwise.
+    /// A dial failed: a warning for a `--peer` address or the first failure
+    /// of a bootstrap node, quiet otherwise.
     pub(super) fn on_dial_error(&mut self, peer: Option<PeerId>, error: &DialError) {
+        if let Some(p) = peer.filter(|p| self.dht.is_bootstrap(p)) {
+            if self.dht.bootstrap_failed(&p) {
+                tracing::warn!(peer = %p, "bootstrap node unreachable ({error}); going on with the LAN, and trying it again");
+                self.emit(Event::Notice {
+                    text: format!("warning: bootstrap node {p} is unreachable; going on with the LAN and retrying"),
+                });
+            }
+            return;
+        }
         let explicit = peer.is_some_and(|p| self.discovery.is_explicit(&p));
         if explicit || peer.is_none() {
             tracing::warn!(?peer, "could not connect to a --peer address: {error}");
@@ -114,7 +130,7 @@ impl EventLoop {
                 for (peer, addrs) in found {
                     // Bounded: at most MAX_LAN_PEERS peers (with MAX_ADDRS_PER_PEER
                     // addresses each) are tracked, however many mDNS announces.
-                    if !self.discovery.redialer.watch(peer, addrs.clone(), Origin::Lan, now) {
+                    if !self.discovery.watch(peer, addrs.clone(), Origin::Lan, now) {
                         tracing::debug!(%peer, "too many LAN peers tracked; ignoring an mDNS discovery");
                         continue;
                     }

@@ -9,7 +9,11 @@
 //! | `publish` | publishing, the queue of publishes waiting for a peer, idempotent publishes |
 //! | `gossip` | gossipsub events; validating received messages in bursts |
 //! | `peers` | what is known of each peer: names, addresses, connections, graylisting |
-//! | `discovery` | finding peers: mDNS, `--peer` addresses, redialling |
+//! | `discovery` | finding peers: mDNS, `--peer` and `--bootstrap` addresses, redialling |
+//! | `dht` | the Kademlia DHT: bootstrap, routing table kept on disk, provider queries |
+//! | `rendezvous` | topic rendezvous and peer routing in the DHT: what to announce, when to look up |
+//! | `relay` | relays: choosing them, reserving slots, circuit addresses; the relay server's events |
+//! | `nat` | reachability: external addresses, AutoNAT, UPnP, `nat_status`, the DHT's mode |
 //! | `outbox` | sending direct messages: the outbox and its retries |
 //! | `direct` | receiving direct messages, pair keys, the inbox record of a DM |
 //! | `catchup` | catch-up exchanges (`/murmur/sync/1`), both sides |
@@ -23,14 +27,18 @@
 pub mod behaviour;
 mod catchup;
 pub mod codec;
+pub mod dht;
 mod direct;
 mod discovery;
 pub mod dm;
 mod gossip;
+pub mod nat;
 mod outbox;
 mod peers;
 mod publish;
 pub mod redial;
+pub mod relay;
+pub mod rendezvous;
 mod request;
 pub mod sync;
 mod topics;
@@ -103,6 +111,12 @@ pub(crate) struct EventLoop {
     outbox: outbox::Outbox,
     pair_keys: direct::PairKeys,
     catchup: catchup::Catchup,
+    dht: dht::Dht,
+    rendezvous: rendezvous::Rendezvous,
+    relays: relay::Relays,
+    nat: nat::Nat,
+    /// `--external-addr` addresses, declared at start.
+    external_addrs: Vec<Multiaddr>,
 }
 
 impl EventLoop {
@@ -143,6 +157,14 @@ impl EventLoop {
             outbox: outbox::Outbox::new(config.dm_expiry),
             pair_keys: direct::PairKeys::default(),
             catchup: catchup::Catchup::new(config.retention, sync_interval),
+            dht: dht::Dht::new(&config.bootstrap, &config.data_dir),
+            rendezvous: rendezvous::Rendezvous::new(crate::clock::now_ms()),
+            relays: relay::Relays::new(!config.relay_server),
+            nat: nat::Nat::new(
+                config.relay_server || !config.external_addrs.is_empty(),
+                config.private_wan,
+            ),
+            external_addrs: config.external_addrs.clone(),
         }
     }
 
@@ -153,6 +175,9 @@ impl EventLoop {
 
     /// Runs until shutdown; then closes the store.
     pub(crate) async fn run(mut self) {
+        let external = std::mem::take(&mut self.external_addrs);
+        self.start_nat(&external);
+        self.start_dht();
         self.start_discovery();
         self.load_outbox().await;
         let mut redial = tokio::time::interval(REDIAL_TICK);
@@ -190,11 +215,17 @@ impl EventLoop {
                 _ = redial.tick() => {
                     self.redial();
                     self.outbox_tick();
+                    self.announce_overdue();
+                    self.close_redundant_relayed();
+                    self.reserve_relays();
+                    self.rendezvous_tick();
+                    self.save_routing_table(false);
                 }
                 _ = resync.tick(), if sync_interval.is_some() => self.resync(),
             }
         }
         tracing::info!("event loop stopping");
+        self.save_routing_table(true);
         self.store.close().await;
     }
 
@@ -202,10 +233,33 @@ impl EventLoop {
         use libp2p::metrics::Recorder;
         self.libp2p_metrics.record(&event);
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
                 let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);
                 self.listen_addrs.insert(full.clone());
-                self.emit(Event::Listening { addr: full.to_string() });
+                // A relay circuit is reported as `relay_reserved`.
+                if !self.relay_listening(listener_id, &full) {
+                    self.emit(Event::Listening { addr: full.to_string() });
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                for address in addresses {
+                    let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);
+                    self.listen_addrs.remove(&full);
+                }
+                self.relay_listener_closed(listener_id, reason.as_ref().map(|_| ()));
+            }
+            SwarmEvent::NewExternalAddrCandidate { address } => self.on_external_candidate(&address),
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "others can reach us at this address");
+                self.external_addrs_changed();
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(%address, "an external address expired");
+                self.external_addrs_changed();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);
@@ -213,15 +267,13 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
-                num_established,
                 ..
-            } => self.on_connection_established(peer_id, &endpoint, num_established.get()),
+            } => self.on_connection_established(peer_id, connection_id, &endpoint),
             SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established,
-                ..
-            } => self.on_connection_closed(peer_id, num_established),
+                peer_id, connection_id, ..
+            } => self.on_connection_closed(peer_id, connection_id),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => self.on_dial_error(peer_id, &error),
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
             other => tracing::trace!(?other, "swarm event"),
@@ -234,7 +286,16 @@ impl EventLoop {
             BehaviourEvent::Gossipsub(e) => self.libp2p_metrics.record(e),
             BehaviourEvent::Identify(e) => self.libp2p_metrics.record(e),
             BehaviourEvent::Ping(e) => self.libp2p_metrics.record(e),
-            BehaviourEvent::Dm(_) | BehaviourEvent::Sync(_) | BehaviourEvent::Mdns(_) | BehaviourEvent::Limits(_) => {}
+            BehaviourEvent::Kad(e) => self.libp2p_metrics.record(e),
+            BehaviourEvent::RelayServer(e) => self.libp2p_metrics.record(e),
+            BehaviourEvent::Dcutr(e) => self.libp2p_metrics.record(e),
+            BehaviourEvent::Dm(_)
+            | BehaviourEvent::Sync(_)
+            | BehaviourEvent::Mdns(_)
+            | BehaviourEvent::Limits(_)
+            | BehaviourEvent::RelayClient(_)
+            | BehaviourEvent::Autonat(_)
+            | BehaviourEvent::Upnp(_) => {}
         }
         match event {
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub(event),
@@ -243,6 +304,15 @@ impl EventLoop {
             BehaviourEvent::Mdns(event) => self.on_mdns(event),
             BehaviourEvent::Identify(event) => self.on_identify(event),
             BehaviourEvent::Ping(event) => self.on_ping(event),
+            BehaviourEvent::Kad(event) => self.on_kad(event),
+            BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
+            BehaviourEvent::RelayServer(event) => self.on_relay_server(event),
+            BehaviourEvent::Dcutr(event) => match event.result {
+                Ok(_) => tracing::info!(peer = %event.remote_peer_id, "hole punched: direct connection"),
+                Err(e) => tracing::info!(peer = %event.remote_peer_id, "hole punching failed ({e}); staying relayed"),
+            },
+            BehaviourEvent::Autonat(event) => self.on_autonat(event),
+            BehaviourEvent::Upnp(event) => self.on_upnp(event),
             BehaviourEvent::Limits(never) => match never {},
         }
     }

@@ -227,6 +227,8 @@ impl EventLoop {
         entry.in_flight = true;
         let (peer, envelope) = (entry.peer, entry.envelope.clone());
         if !self.swarm.is_connected(&peer) {
+            // Where it is now, if the DHT knows (the known addresses may be stale).
+            self.rendezvous_find_peer(peer);
             let addrs = self.peers.addrs(&peer);
             if !addrs.is_empty() {
                 let opts = DialOpts::peer_id(peer)
@@ -259,20 +261,31 @@ impl EventLoop {
     }
 
     /// Fails expired entries; retries those whose backoff has passed and
-    /// whose recipient is connected or has a known address.
+    /// whose recipient is connected or has a known address; looks up the
+    /// others in the DHT.
     pub(super) fn outbox_tick(&mut self) {
         let (now, instant) = (now_ms(), Instant::now());
         let mut expired = Vec::new();
         let mut due = Vec::new();
+        let mut unknown = Vec::new();
         for (id, e) in &self.outbox.entries {
             if e.in_flight {
                 continue;
             }
             if now >= e.expires {
                 expired.push(*id);
-            } else if instant >= e.next_attempt && (self.swarm.is_connected(&e.peer) || self.peers.has_addrs(&e.peer)) {
-                due.push(*id);
+            } else if instant >= e.next_attempt {
+                if self.swarm.is_connected(&e.peer) || self.peers.has_addrs(&e.peer) {
+                    due.push(*id);
+                } else {
+                    unknown.push(e.peer);
+                }
             }
+        }
+        // No address known: ask the DHT where the recipient is (a connection
+        // to it then sends its messages at once).
+        for peer in unknown {
+            self.rendezvous_find_peer(peer);
         }
         for id in expired {
             let reason = match self.outbox.entries.get(&id) {
@@ -407,6 +420,7 @@ impl EventLoop {
         let event = Event::DmSent {
             to: e.peer.to_string(),
             id: hex::encode(id),
+            name: self.peers.name(&e.peer),
         };
         let name = self.name.clone();
         let insert = self.dm_insert(local, &name, e.ts, id, &record, event, Via::Local);

@@ -1,18 +1,30 @@
 //! Peer bookkeeping: what the node knows of each peer (its name from
-//! identify, its addresses, whether it is connected), connections opening and
-//! closing, dead connections (ping), graylisted peers, and finding a peer by
-//! name for `/dm`.
+//! identify, its addresses, its connections and whether they are relayed),
+//! connections opening and closing, dead connections (ping), graylisted
+//! peers, and finding a peer by name for `/dm`. A connection is reported
+//! (`peer_connected`) once identify told the peer's name, or after
+//! [`ANNOUNCE_AFTER`] if it does not.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
 use libp2p::{identify, ping, Multiaddr, PeerId};
 
 use super::redial::MAX_ADDRS_PER_PEER;
 use super::{behaviour, EventLoop};
 use crate::event::{Event, PeerSummary};
 use crate::reply::NodeError;
+
+/// How long a new connection waits for identify before it is reported without a name.
+pub const ANNOUNCE_AFTER: Duration = Duration::from_secs(1);
+/// How long a relayed connection stays open once a direct one is up. Not
+/// at once: the peer may not have seen the direct connection yet, and a
+/// peer that loses its only connection to us forgets our subscriptions,
+/// which gossipsub sends on a peer's first connection only.
+pub const RELAYED_GRACE: Duration = Duration::from_secs(3);
 
 /// What the loop knows of a peer.
 #[derive(Default)]
@@ -21,7 +33,25 @@ struct PeerState {
     addrs: BTreeSet<Multiaddr>,
     /// Addresses mDNS currently vouches for (empty: not seen on the LAN).
     mdns_addrs: BTreeSet<Multiaddr>,
-    connected: bool,
+    /// Open connections, and whether each goes through a relay.
+    connections: HashMap<ConnectionId, bool>,
+    /// When the first of the open connections was established.
+    connected_at: Option<Instant>,
+    /// Whether `peer_connected` was reported for the open connections.
+    announced: bool,
+    /// When to close the relayed connections, a direct one being up.
+    close_relayed_at: Option<Instant>,
+}
+
+impl PeerState {
+    fn connected(&self) -> bool {
+        !self.connections.is_empty()
+    }
+
+    /// True while every open connection goes through a relay.
+    fn relayed(&self) -> bool {
+        self.connected() && self.connections.values().all(|relayed| *relayed)
+    }
 }
 
 /// Every peer the node knows of: connected ones, and those found on the LAN.
@@ -73,10 +103,20 @@ impl PeerBook {
         if !state.mdns_addrs.is_empty() {
             return false;
         }
-        if !state.connected {
+        if !state.connected() {
             self.peers.remove(peer);
         }
         true
+    }
+
+    /// The display name of `peer`, if identify told it.
+    pub(super) fn name(&self, peer: &PeerId) -> Option<String> {
+        self.peers.get(peer).and_then(|s| s.name.clone())
+    }
+
+    /// How many connected peers are reached only through a relay.
+    fn relayed_count(&self) -> usize {
+        self.peers.values().filter(|s| s.relayed()).count()
     }
 
     /// Finds a peer by peer id or by (case-insensitive) display name.
@@ -102,11 +142,12 @@ impl PeerBook {
         let mut peers: Vec<PeerSummary> = self
             .peers
             .iter()
-            .filter(|(_, s)| s.connected)
+            .filter(|(_, s)| s.connected())
             .map(|(p, s)| PeerSummary {
                 peer: p.to_string(),
                 name: s.name.clone(),
                 addrs: s.addrs.iter().map(ToString::to_string).collect(),
+                relayed: s.relayed(),
             })
             .collect();
         peers.sort_by(|a, b| a.name.cmp(&b.name).then(a.peer.cmp(&b.peer)));
@@ -115,38 +156,124 @@ impl PeerBook {
 }
 
 impl EventLoop {
-    pub(super) fn on_connection_established(&mut self, peer: PeerId, endpoint: &ConnectedPoint, established: u32) {
+    pub(super) fn on_connection_established(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        endpoint: &ConnectedPoint,
+    ) {
         if self.graylisted(&peer) {
             // Its score is remembered across connections: still graylisted, so refused.
             self.disconnect_graylisted(peer);
             return;
         }
         self.discovery.connected(&peer);
+        let relayed = endpoint.is_relayed();
         let state = self.peers.peers.entry(peer).or_default();
         if let ConnectedPoint::Dialer { address, .. } = endpoint {
             state.addrs.insert(address.clone());
         }
-        if established == 1 {
-            state.connected = true;
+        let first = !state.connected();
+        state.connections.insert(connection, relayed);
+        // A direct connection makes the relayed ones redundant (hole punching
+        // worked): they are closed soon, so gossip, catch-up and DMs go direct.
+        if !relayed && state.connections.values().any(|r| *r) && state.close_relayed_at.is_none() {
+            state.close_relayed_at = Some(Instant::now() + RELAYED_GRACE);
+        }
+        if first {
+            state.connected_at = Some(Instant::now());
+        }
+        self.dht_connected(peer, endpoint);
+        self.metrics.relayed_peers.set(self.peers.relayed_count() as i64);
+        if first {
             self.metrics.peers.inc();
-            self.emit(Event::PeerConnected { peer: peer.to_string() });
             self.retry_dms_to(&peer);
         }
     }
 
-    pub(super) fn on_connection_closed(&mut self, peer: PeerId, remaining: u32) {
-        if remaining > 0 {
+    pub(super) fn on_connection_closed(&mut self, peer: PeerId, connection: ConnectionId) {
+        let Some(state) = self.peers.peers.get_mut(&peer) else {
+            return;
+        };
+        let removed = state.connections.remove(&connection).is_some();
+        let still_connected = state.connected();
+        self.metrics.relayed_peers.set(self.peers.relayed_count() as i64);
+        if !removed || still_connected {
             return;
         }
+        let state = self.peers.peers.get_mut(&peer).expect("present");
+        let announced = std::mem::take(&mut state.announced);
+        let name = state.name.clone();
+        state.connected_at = None;
         self.catchup.peer_gone(&peer);
-        if let Some(state) = self.peers.peers.get_mut(&peer).filter(|s| s.connected) {
-            state.connected = false;
-            self.metrics.peers.dec();
-            self.emit(Event::PeerDisconnected { peer: peer.to_string() });
+        self.rendezvous_member_lost();
+        self.metrics.peers.dec();
+        if announced {
+            self.emit(Event::PeerDisconnected {
+                peer: peer.to_string(),
+                name,
+            });
         }
     }
 
-    /// Identify tells a peer's name (in its agent version) and listen addresses.
+    /// Reports `peer_connected` for `peer` if it is connected and not reported yet.
+    fn announce(&mut self, peer: PeerId) {
+        let Some(state) = self.peers.peers.get_mut(&peer) else {
+            return;
+        };
+        if !state.connected() || state.announced {
+            return;
+        }
+        state.announced = true;
+        let event = Event::PeerConnected {
+            peer: peer.to_string(),
+            name: state.name.clone(),
+            relayed: state.relayed(),
+        };
+        self.emit(event);
+    }
+
+    /// Closes the relayed connections of peers that have had a direct one
+    /// for [`RELAYED_GRACE`].
+    pub(super) fn close_redundant_relayed(&mut self) {
+        let now = Instant::now();
+        let mut redundant = Vec::new();
+        for (peer, state) in &mut self.peers.peers {
+            if state.close_relayed_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            state.close_relayed_at = None;
+            if state.connections.values().all(|relayed| *relayed) {
+                continue;
+            }
+            for (id, relayed) in &state.connections {
+                if *relayed {
+                    redundant.push((*peer, *id));
+                }
+            }
+        }
+        for (peer, id) in redundant {
+            tracing::info!(%peer, "direct connection up; closing the relayed one");
+            self.swarm.close_connection(id);
+        }
+    }
+
+    /// Reports the connections identify has not named within [`ANNOUNCE_AFTER`].
+    pub(super) fn announce_overdue(&mut self) {
+        let overdue: Vec<PeerId> = self
+            .peers
+            .peers
+            .iter()
+            .filter(|(_, s)| !s.announced && s.connected_at.is_some_and(|t| t.elapsed() >= ANNOUNCE_AFTER))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in overdue {
+            self.announce(peer);
+        }
+    }
+
+    /// Identify tells a peer's name (in its agent version), its listen
+    /// addresses and its protocols (which the DHT, relays and AutoNAT use).
     pub(super) fn on_identify(&mut self, event: identify::Event) {
         let identify::Event::Received { peer_id, info, .. } = event else {
             return;
@@ -156,11 +283,16 @@ impl EventLoop {
         }
         let state = self.peers.peers.entry(peer_id).or_default();
         state.name = behaviour::name_from_agent_version(&info.agent_version);
-        for addr in info.listen_addrs {
-            if !is_unspecified(&addr) {
-                state.addrs.insert(addr);
-            }
-        }
+        let addrs: Vec<Multiaddr> = info
+            .listen_addrs
+            .iter()
+            .filter(|a| !is_unspecified(a))
+            .cloned()
+            .collect();
+        state.addrs.extend(addrs.iter().cloned());
+        self.dht_identified(peer_id, &info.protocols, &addrs);
+        self.relay_identified(peer_id, &info.protocols, &addrs);
+        self.announce(peer_id);
     }
 
     /// A connection that stops answering pings is dead (a pulled cable sends

@@ -1,6 +1,6 @@
 //! Which disconnected peers to dial again, and when: peers found by mDNS
-//! (until mDNS expires them, at most [`MAX_LAN_PEERS`] of them) and `--peer`
-//! addresses, each with its own backoff. Pure bookkeeping; the event loop
+//! (until mDNS expires them, at most [`MAX_LAN_PEERS`] of them), `--peer`
+//! addresses and `--bootstrap` nodes, each with its own backoff. Pure bookkeeping; the event loop
 //! does the dialling.
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ const BASE: Duration = Duration::from_secs(1);
 /// Longest delay between two dials of a LAN peer: they are cheap, and a
 /// healed partition should reconnect within a couple of seconds.
 const LAN_MAX: Duration = Duration::from_secs(2);
-/// Longest delay between two dials of a `--peer` address.
+/// Longest delay between two dials of a `--peer` address or a bootstrap node.
 const EXPLICIT_MAX: Duration = Duration::from_secs(30);
 
 /// LAN peers watched at once: a flood of mDNS announcements (random peer ids)
@@ -29,6 +29,8 @@ pub enum Origin {
     Lan,
     /// Given with `--peer`.
     Explicit,
+    /// A DHT bootstrap node (`--bootstrap`).
+    Bootstrap,
 }
 
 #[derive(Debug)]
@@ -47,7 +49,8 @@ pub struct Redialer {
 
 impl Redialer {
     /// Starts (or refreshes) watching `peer` at `addrs` (at most
-    /// [`MAX_ADDRS_PER_PEER`] of them). An explicit peer stays explicit.
+    /// [`MAX_ADDRS_PER_PEER`] of them). A peer given on the command line
+    /// (`--peer`, `--bootstrap`) stays watched when mDNS also finds it.
     /// Returns false, and watches nothing, for a new LAN peer when
     /// [`MAX_LAN_PEERS`] are watched already.
     pub fn watch(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, origin: Origin, now: Instant) -> bool {
@@ -65,8 +68,8 @@ impl Redialer {
                 entry.addrs.push(a);
             }
         }
-        if origin == Origin::Explicit {
-            entry.origin = Origin::Explicit;
+        if origin != Origin::Lan {
+            entry.origin = origin;
         }
         true
     }
@@ -80,7 +83,7 @@ impl Redialer {
         self.entries.values().filter(|e| e.origin == Origin::Lan).count()
     }
 
-    /// Stops watching a LAN peer (mDNS expired it). Explicit peers stay.
+    /// Stops watching a LAN peer (mDNS expired it). Peers from the command line stay.
     pub fn forget(&mut self, peer: &PeerId) {
         if self.entries.get(peer).is_some_and(|e| e.origin == Origin::Lan) {
             self.entries.remove(peer);
@@ -103,7 +106,7 @@ impl Redialer {
             }
             let max = match e.origin {
                 Origin::Lan => LAN_MAX,
-                Origin::Explicit => EXPLICIT_MAX,
+                Origin::Explicit | Origin::Bootstrap => EXPLICIT_MAX,
             };
             let delay = BASE.saturating_mul(1 << e.failures.min(16)).min(max);
             e.failures = e.failures.saturating_add(1);

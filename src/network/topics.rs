@@ -63,7 +63,9 @@ impl EventLoop {
         let hash = gossipsub::IdentTopic::new(keys.wire_topic()).hash();
         // Leaving the old topic id first when the secret changed.
         if let Some(old_hash) = self.topics.hash_of(topic).filter(|h| *h != hash) {
-            self.topics.by_hash.remove(&old_hash);
+            if let Some(old) = self.topics.by_hash.remove(&old_hash) {
+                self.rendezvous_leave(&old.id);
+            }
             self.swarm
                 .behaviour_mut()
                 .gossipsub
@@ -104,6 +106,7 @@ impl EventLoop {
             topic: entry.name.clone(),
             open: entry.open,
         });
+        self.rendezvous_join(entry.id, entry.key, topic.hash());
         self.topics.by_hash.insert(topic.hash(), entry);
         Ok(())
     }
@@ -114,7 +117,9 @@ impl EventLoop {
         let Some(hash) = self.topics.hash_of(topic) else {
             return Err(NodeError::NotSubscribed(topic.to_owned()));
         };
-        self.topics.by_hash.remove(&hash);
+        if let Some(entry) = self.topics.by_hash.remove(&hash) {
+            self.rendezvous_leave(&entry.id);
+        }
         self.publisher.forget_topic(&hash);
         self.swarm
             .behaviour_mut()

@@ -333,7 +333,7 @@ impl TestNode {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    fn report(&self) -> String {
+    pub fn report(&self) -> String {
         let seen: Vec<String> = self.seen.iter().map(|v| v.to_string()).collect();
         format!("events seen:\n  {}\nstderr:\n{}", seen.join("\n  "), self.stderr())
     }
