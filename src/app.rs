@@ -46,8 +46,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    if let Some(Subcommand::Doctor { seconds }) = cli.command {
-        let report = crate::doctor::run(std::time::Duration::from_secs(seconds))
+    if let Some(Subcommand::Doctor {
+        seconds,
+        bootstrap,
+        private_wan,
+        wan_seconds,
+    }) = &cli.command
+    {
+        let mut addrs = Vec::new();
+        for value in bootstrap {
+            addrs.extend(crate::config::parse_bootstrap(value).map_err(anyhow::Error::msg)?);
+        }
+        let secs = std::time::Duration::from_secs;
+        let report = crate::doctor::run(secs(*seconds), addrs, *private_wan, secs(*wan_seconds))
             .await
             .map_err(anyhow::Error::msg)?;
         if cli.json {

@@ -141,12 +141,24 @@ pub struct Cli {
 pub enum Subcommand {
     /// Check what LAN discovery needs on this machine: interfaces with
     /// multicast, whether mDNS queries go out and answers come back, the
-    /// addresses peers can dial; with advice when something is missing.
+    /// addresses peers can dial; with --bootstrap, what reaching peers
+    /// beyond the LAN needs: the bootstrap nodes answer, reachability
+    /// (AutoNAT), a relay reservation; with advice when something is missing.
     /// (Sends mDNS queries on every non-loopback interface.)
     Doctor {
         /// How long to listen for mDNS answers
         #[arg(long, default_value_t = 3, value_name = "SECONDS")]
         seconds: u64,
+        /// Check the WAN through this bootstrap node (as for a node: a
+        /// multiaddr ending in /p2p/<peer id>, or `ipfs`); repeatable
+        #[arg(long, value_name = "MULTIADDR|ipfs")]
+        bootstrap: Vec<String>,
+        /// As for a node: private addresses count as reachable (test networks)
+        #[arg(long)]
+        private_wan: bool,
+        /// How long the WAN checks may take, at most
+        #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+        wan_seconds: u64,
     },
     /// Swarm benchmark: start real nodes on loopback, publish from one, and
     /// print delivery, latency, throughput, memory and CPU as one JSON line

@@ -79,7 +79,12 @@ fn direct_messages_by_peer_id_and_by_name_are_acknowledged() {
     assert_eq!(dm["id"], sent["id"]);
 
     b.send("/dm ALICE hello by name");
-    b.wait_event("dm_sent", |v| v["to"] == a.peer_id.as_str());
+    let sent = b.wait_event("dm_sent", |v| v["to"] == a.peer_id.as_str());
+    // Events name the peers murmur knows: readable output says "delivered to alice".
+    assert_eq!(sent["name"], "alice", "{sent}");
+    let connected = b.seen.iter().find(|v| v["event"] == "peer_connected").cloned().unwrap();
+    assert_eq!(connected["name"], "alice", "{connected}");
+    assert_eq!(connected["relayed"], false, "{connected}");
     let dm = a.wait_event("dm", |v| v["msg"] == "hello by name");
     assert_eq!(dm["from"], "bob");
 
@@ -322,4 +327,36 @@ fn trace_logs_hold_no_topic_name_secret_or_body() {
             assert!(!text.contains(secret), "{secret:?} appears in {}", log.display());
         }
     }
+}
+
+#[test]
+fn a_bad_bootstrap_address_stops_the_start_and_an_unreachable_one_is_a_warning() {
+    use std::process::Command;
+    let tmp = temp();
+    // Malformed (no peer id): a clear error at start, nothing runs.
+    let out = Command::new(support::murmur_bin())
+        .args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
+        .arg(tmp.path().join("x"))
+        .args(["--bootstrap", "/ip4/127.0.0.1/tcp/9"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("must end in /p2p/<peer id>"), "{stderr}");
+    // Unreachable (a closed port on loopback): a warning, and the node goes on.
+    let nobody = libp2p::PeerId::random();
+    let boot = format!("/ip4/127.0.0.1/tcp/9/p2p/{nobody}");
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &[]);
+    let mut b = TestNode::start(
+        "bob",
+        &tmp.path().join("b"),
+        &["--peer", &a.addr.clone(), "--bootstrap", &boot],
+    );
+    let (notice, _) = b.seen_or_wait_for("notice", |v| v["text"].as_str().unwrap().contains("bootstrap node"));
+    assert!(notice["text"].as_str().unwrap().contains("unreachable"), "{notice}");
+    a.subscribe("news", Some("s"));
+    b.subscribe("news", Some("s"));
+    b.wait_topic_peers("news", 1);
+    b.send("/pub news the LAN still works");
+    a.wait_event("message", |v| v["msg"] == "the LAN still works");
 }

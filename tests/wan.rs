@@ -279,4 +279,39 @@ fn a_member_behind_a_symmetric_nat_talks_through_the_relay() {
     assert_eq!(entry["relayed"], true, "{entry}");
     dan.send(&format!("/pub {TOPIC} still-relayed-ten-seconds-later"));
     ann.wait_event("message", |v| v["msg"] == "still-relayed-ten-seconds-later");
+
+    // `murmur doctor` on Dan's host sees it all: the hub answers, the NAT
+    // hides the host, and the relay holds a slot.
+    let doctor = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &wan.ns("d"),
+            support::murmur_bin(),
+            "doctor",
+            "--json",
+            "--seconds",
+            "1",
+        ])
+        .args(["--private-wan", "--bootstrap", &boot])
+        .output()
+        .unwrap();
+    assert!(doctor.status.success(), "{}", String::from_utf8_lossy(&doctor.stderr));
+    let report: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(report["wan"]["bootstrap"][0]["reachable"], true, "{report}");
+    assert_eq!(report["wan"]["reachability"], "private", "{report}");
+    assert!(
+        report["wan"]["relay"][1].as_str().unwrap().contains("/p2p-circuit"),
+        "{report}"
+    );
+
+    // Dan stops; restarted with no --bootstrap at all, he rejoins through the
+    // routing table he saved, and catches up on what he missed.
+    let dan_id = dan.peer_id.clone();
+    assert!(dan.quit().success());
+    ann.wait_event("peer_disconnected", |v| v["peer"] == dan_id.as_str());
+    ann.send(&format!("/pub {TOPIC} said-while-dan-was-away"));
+    let mut dan = wan.member("d", "dan", tmp.path(), &[]);
+    let missed = dan.wait_event("message", |v| v["msg"] == "said-while-dan-was-away");
+    assert_eq!(missed["from"], "ann");
 }

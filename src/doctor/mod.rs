@@ -1,8 +1,11 @@
 //! `murmur doctor`: what LAN discovery depends on, checked on this machine —
 //! interfaces with multicast, whether mDNS queries go out and answers come
-//! back, the addresses peers could dial — with advice when something is missing.
+//! back, the addresses peers could dial — with advice when something is
+//! missing; with `--bootstrap`, the WAN too ([`wan`]).
 //!
 //! It sends mDNS queries on every non-loopback interface, like a node does.
+
+pub mod wan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -49,6 +52,9 @@ pub struct Report {
     pub listen_addrs: Vec<String>,
     /// What to do about what is missing.
     pub advice: Vec<String>,
+    /// The WAN checks, when bootstrap nodes were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wan: Option<wan::WanReport>,
 }
 
 /// The machine's IPv4 interfaces (Unix; empty elsewhere).
@@ -112,11 +118,28 @@ fn probe_swarm() -> Result<Swarm<mdns::tokio::Behaviour>, String> {
     Ok(swarm)
 }
 
-/// Runs the checks, listening for mDNS answers for `wait`.
+/// Runs the checks, listening for mDNS answers for `wait`; with `bootstrap`
+/// nodes, then the WAN checks ([`wan::check`]) for up to `wan_wait`.
 ///
 /// # Errors
 /// When the probe nodes cannot start (no mDNS socket, for instance).
-pub async fn run(wait: Duration) -> Result<Report, String> {
+pub async fn run(
+    wait: Duration,
+    bootstrap: Vec<Multiaddr>,
+    private_wan: bool,
+    wan_wait: Duration,
+) -> Result<Report, String> {
+    let mut report = run_lan(wait).await?;
+    if !bootstrap.is_empty() {
+        let wan = wan::check(bootstrap, private_wan, wan_wait).await?;
+        report.advice.extend(wan.advice.iter().cloned());
+        report.wan = Some(wan);
+    }
+    Ok(report)
+}
+
+/// The LAN checks: interfaces, mDNS out and back, dialable addresses.
+async fn run_lan(wait: Duration) -> Result<Report, String> {
     let interfaces = interfaces();
     let local_ips: BTreeSet<Ipv4Addr> = interfaces.iter().map(|i| i.addr).collect();
     let mut probe = probe_swarm()?;
@@ -155,6 +178,7 @@ pub async fn run(wait: Duration) -> Result<Report, String> {
         remote_peers,
         listen_addrs,
         advice: Vec::new(),
+        wan: None,
     };
     report.advice = advice(&report);
     Ok(report)
@@ -233,6 +257,9 @@ impl Report {
         );
         for a in &self.listen_addrs {
             s.push_str(&format!("  {a}\n"));
+        }
+        if let Some(wan) = &self.wan {
+            s.push_str(&wan.to_human());
         }
         if self.advice.is_empty() {
             s.push_str("all good: LAN discovery should work\n");
