@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins --quiet
-BIN=target/release/murmur
+BIN=$(scripts/target-dir)/release/murmur
 
 run() { echo "# murmur bench $*" >&2; "$BIN" bench "$@" | tail -1; }
 

@@ -18,7 +18,7 @@ mode=tmux
 { command -v tmux >/dev/null && [ -t 0 ] && [ -t 1 ]; } || mode=streams
 
 cargo build --release --quiet
-BIN=$PWD/target/release/murmur
+BIN=$(scripts/target-dir)/release/murmur
 DATA=$(mktemp -d /tmp/murmur-demo.XXXXXX)
 ./scripts/testlan.sh up 3 "$PREFIX"
 cleanup() {

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1}
 cargo build --release --bins --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release/murmur
+BIN=$(scripts/target-dir)/release/murmur
 dir=$(mktemp -d)
 pids=()
 cleanup() {

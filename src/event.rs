@@ -106,6 +106,15 @@ pub enum Event {
         #[serde(default)]
         relayed: bool,
     },
+    /// A peer reached only through a relay so far now has a direct
+    /// connection (hole punching worked, or it dialled us directly).
+    PeerDirect {
+        /// Its peer id.
+        peer: String,
+        /// Its display name, if known.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        name: Option<String>,
+    },
     /// The last connection to a peer closed.
     PeerDisconnected {
         /// Its peer id.
@@ -316,12 +325,18 @@ impl Event {
                     None => format!("connected to {peer}{}", if *relayed { " (relayed)" } else { "" }),
                 }
             }
+            Event::PeerDirect { peer, name } => format!("direct connection to {} (no relay now)", named(peer, name)),
             Event::PeerDisconnected { peer, name } => format!("disconnected from {}", named(peer, name)),
-            Event::NatStatus { reachability, addrs } => match reachability.as_str() {
-                "public" => format!("reachable from outside at {}", addrs.join(", ")),
-                "private" => "behind NAT: peers outside reach this node through relays".into(),
-                _ => "reachability from outside unknown".into(),
-            },
+            Event::NatStatus { reachability, addrs } => {
+                let relayed = addrs.iter().any(|a| a.contains("/p2p-circuit"));
+                match (reachability.as_str(), relayed) {
+                    ("public", _) => format!("reachable from outside at {}", addrs.join(", ")),
+                    ("private", true) => "behind NAT: peers outside reach this node through its relay".into(),
+                    ("private", false) => "behind NAT, and no relay yet: peers outside cannot reach this node".into(),
+                    (_, true) => "reachable through a relay; whether peers can dial this node directly is not known yet".into(),
+                    _ => "reachability from outside not known yet".into(),
+                }
+            }
             Event::RelayReserved { relay, addr } => {
                 format!("relay {} holds a slot: reachable at {addr}", short_peer(relay))
             }

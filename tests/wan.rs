@@ -197,6 +197,9 @@ fn members_behind_two_cone_nats_meet_through_the_dht_and_hole_punch_a_direct_con
         std::thread::sleep(Duration::from_millis(250));
     }
     eprintln!("direct {:?} after the check began", met.elapsed());
+    ann.seen_or_wait_for("peer_direct", |v| {
+        v["peer"] == bob.peer_id.as_str() && v["name"] == "bob"
+    });
     peer_entry(&mut bob, &ann.peer_id, "to list ann as direct", |p| {
         p["relayed"] == false
     });

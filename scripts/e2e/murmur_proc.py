@@ -9,7 +9,17 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("MURMUR_BIN", os.path.join(ROOT, "target", "debug", "murmur"))
+
+
+def target_dir():
+    """Where cargo puts its builds: CARGO_TARGET_DIR, a build.target-dir
+    setting or target/, as `cargo metadata` reports it."""
+    out = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["target_directory"]
+
+
+BIN = os.environ.get("MURMUR_BIN") or os.path.join(target_dir(), "debug", "murmur")
 
 
 class Node:

@@ -174,6 +174,7 @@ impl EventLoop {
             state.addrs.insert(address.clone());
         }
         let first = !state.connected();
+        let upgraded = !relayed && state.relayed() && state.announced;
         state.connections.insert(connection, relayed);
         // A direct connection makes the relayed ones redundant (hole punching
         // worked): they are closed soon, so gossip, catch-up and DMs go direct.
@@ -182,6 +183,13 @@ impl EventLoop {
         }
         if first {
             state.connected_at = Some(Instant::now());
+        }
+        if upgraded {
+            let name = state.name.clone();
+            self.emit(Event::PeerDirect {
+                peer: peer.to_string(),
+                name,
+            });
         }
         self.dht_connected(peer, endpoint);
         self.metrics.relayed_peers.set(self.peers.relayed_count() as i64);
