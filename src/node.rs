@@ -122,6 +122,11 @@ impl Node {
             relay_server: config.relay_server,
             upnp: config.upnp,
             private_wan: config.private_wan,
+            dht: !config.plain
+                && (!config.bootstrap.is_empty()
+                    || config.relay_server
+                    || !config.external_addrs.is_empty()
+                    || config.data_dir.join(crate::network::dht::ROUTING_TABLE_FILE).exists()),
         };
         let (dns_config, dns_options) = dns_config();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)

@@ -145,3 +145,19 @@ fn frozen_envelopes_decode_and_open() {
         assert_eq!(env.salt, [v.salt; 32]);
     }
 }
+
+/// The DHT rendezvous keys (docs/protocol.md, "Rendezvous"): a topic's for a
+/// day, a peer's, and their DHT form (a sha2-256 multihash).
+#[test]
+fn rendezvous_keys_are_frozen() {
+    let news = TopicKeys::derive("news", "s3cret");
+    let day = murmur::crypto::rendezvous_epoch(1_764_000_000_000);
+    assert_eq!(day, 20_416);
+    let topic = murmur::crypto::topic_rendezvous(&news.key, day);
+    let peer = Keypair::ed25519_from_bytes([1; 32]).unwrap().public().to_peer_id();
+    let peer_key = murmur::crypto::peer_rendezvous(&peer);
+    assert_eq!(hex::encode(topic), "c18cf32994bc58f687157945c7dded4169930b2f2631fbf85de9cfbbb7e759b2");
+    assert_eq!(hex::encode(peer_key), "7d81a428ffbd343ef3a18e35d52664747c03edde298d7c8e3b63dac113b022ae");
+    let dht = murmur::network::dht::dht_key(&topic);
+    assert_eq!(hex::encode(dht.as_ref()), format!("1220{}", hex::encode(topic)));
+}

@@ -131,8 +131,9 @@ pub struct Behaviour {
     pub dcutr: dcutr::Behaviour,
     /// Asks peers to dial us back: are we reachable (`nat_status`)?
     pub autonat: autonat::Behaviour,
-    /// The DHT (`/ipfs/kad/1.0.0`): topic rendezvous and peer routing.
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// The DHT (`/ipfs/kad/1.0.0`): topic rendezvous and peer routing; on
+    /// when the node has somewhere to join it (see [`Settings::dht`]).
+    pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     /// Port mappings on the home router (`--upnp`).
     pub upnp: Toggle<upnp::tokio::Behaviour>,
     /// LAN discovery; off with `--no-mdns`.
@@ -346,6 +347,10 @@ pub struct Settings {
     pub upnp: bool,
     /// Private addresses count as reachable (`--private-wan`; see [`autonat_config`]).
     pub private_wan: bool,
+    /// Whether the DHT runs: with bootstrap nodes, a saved routing table,
+    /// or as a reachable node (a hub). A LAN-only node has no DHT to join,
+    /// and Kademlia's routing table costs about 1.5 MiB.
+    pub dht: bool,
 }
 
 impl Behaviour {
@@ -416,7 +421,7 @@ impl Behaviour {
             relay_server: relay_server.into(),
             dcutr: dcutr::Behaviour::new(peer_id),
             autonat: autonat::Behaviour::new(peer_id, autonat_config(settings.private_wan)),
-            kad: kad_behaviour(peer_id),
+            kad: settings.dht.then(|| kad_behaviour(peer_id)).into(),
             upnp: upnp.into(),
             mdns: mdns.into(),
             identify,

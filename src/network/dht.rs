@@ -128,13 +128,20 @@ fn load_table(file: &std::path::Path) -> Vec<(PeerId, Vec<Multiaddr>)> {
 }
 
 impl EventLoop {
+    /// Kademlia, when the DHT runs (see [`super::behaviour::Settings::dht`]).
+    pub(super) fn kad(&mut self) -> Option<&mut kad::Behaviour<kad::store::MemoryStore>> {
+        self.swarm.behaviour_mut().kad.as_mut()
+    }
+
     /// Joins the DHT: the bootstrap nodes (dialled now and whenever their
     /// connection is lost) and the routing table saved by an earlier run.
     pub(super) fn start_dht(&mut self) {
         let now = Instant::now();
         let bootstrap: Vec<(PeerId, Multiaddr)> = self.dht.bootstrap.iter().map(|(p, a)| (*p, a.clone())).collect();
         for (peer, addr) in bootstrap {
-            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            if let Some(kad) = self.kad() {
+                kad.add_address(&peer, addr.clone());
+            }
             self.discovery.watch(peer, vec![addr], Origin::Bootstrap, now);
         }
         let saved = load_table(&self.dht.file);
@@ -143,10 +150,12 @@ impl EventLoop {
         }
         for (peer, addrs) in saved {
             for addr in addrs {
-                self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+                if let Some(kad) = self.kad() {
+                    kad.add_address(&peer, addr);
+                }
             }
         }
-        if self.swarm.behaviour_mut().kad.bootstrap().is_ok() {
+        if self.kad().is_some_and(|kad| kad.bootstrap().is_ok()) {
             self.dht.joined = true;
         }
     }
@@ -162,7 +171,9 @@ impl EventLoop {
         let usable: Vec<&Multiaddr> = addrs.iter().filter(|a| !is_circuit(a)).collect();
         let remote: Vec<&Multiaddr> = usable.iter().copied().filter(|a| !is_loopback(a)).collect();
         for addr in if remote.is_empty() { usable } else { remote } {
-            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            if let Some(kad) = self.kad() {
+                kad.add_address(&peer, addr.clone());
+            }
         }
     }
 
@@ -179,23 +190,27 @@ impl EventLoop {
 
     /// Announces this node under `key` (with the confirmed external addresses it has now).
     pub(super) fn provide(&mut self, key: RecordKey) {
-        match self.swarm.behaviour_mut().kad.start_providing(key) {
-            Ok(id) => {
+        match self.kad().map(|kad| kad.start_providing(key)) {
+            Some(Ok(id)) => {
                 self.dht.queries.insert(id, Query::Provide);
             }
-            Err(e) => tracing::warn!("cannot announce in the DHT: {e}"),
+            Some(Err(e)) => tracing::warn!("cannot announce in the DHT: {e}"),
+            None => {}
         }
     }
 
     /// Stops announcing this node under `key` (copies elsewhere expire).
     pub(super) fn stop_providing(&mut self, key: &RecordKey) {
-        self.swarm.behaviour_mut().kad.stop_providing(key);
+        if let Some(kad) = self.kad() {
+            kad.stop_providing(key);
+        }
     }
 
     /// Looks up the members of a topic under its rendezvous key.
     pub(super) fn find_topic_members(&mut self, key: RecordKey) {
-        let id = self.swarm.behaviour_mut().kad.get_providers(key);
-        self.dht.queries.insert(id, Query::Topic { dialed: 0 });
+        if let Some(id) = self.kad().map(|kad| kad.get_providers(key)) {
+            self.dht.queries.insert(id, Query::Topic { dialed: 0 });
+        }
     }
 
     /// Looks up where `peer` can be reached (for a DM to it), under its peer rendezvous key.
@@ -204,8 +219,9 @@ impl EventLoop {
             return;
         }
         let key = dht_key(&crate::crypto::peer_rendezvous(&peer));
-        let id = self.swarm.behaviour_mut().kad.get_providers(key);
-        self.dht.queries.insert(id, Query::Peer { peer });
+        if let Some(id) = self.kad().map(|kad| kad.get_providers(key)) {
+            self.dht.queries.insert(id, Query::Peer { peer });
+        }
     }
 
     pub(super) fn on_kad(&mut self, event: kad::Event) {
@@ -295,7 +311,10 @@ impl EventLoop {
         }
         self.dht.last_saved = Instant::now();
         let mut table: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+        let Some(kad) = self.kad() else {
+            return;
+        };
+        for bucket in kad.kbuckets() {
             for entry in bucket.iter() {
                 if table.len() >= MAX_SAVED_PEERS {
                     break;

@@ -92,7 +92,9 @@ impl EventLoop {
             self.swarm.add_external_address(addr.clone());
         }
         if self.nat.declared {
-            self.swarm.behaviour_mut().kad.set_mode(Some(kad::Mode::Server));
+            if let Some(kad) = self.kad() {
+                kad.set_mode(Some(kad::Mode::Server));
+            }
         }
     }
 
@@ -120,7 +122,9 @@ impl EventLoop {
                     } else {
                         kad::Mode::Client
                     };
-                    self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+                    if let Some(kad) = self.kad() {
+                        kad.set_mode(Some(mode));
+                    }
                 }
                 self.report_nat(true);
                 self.reserve_relays();
