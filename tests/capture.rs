@@ -7,8 +7,8 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use support::{temp, SecretSession};
 
@@ -28,20 +28,7 @@ fn a_capture_of_a_session_holds_no_topic_name_secret_or_body() {
     }
     let tmp = temp();
     let pcap = tmp.path().join("session.pcapng");
-    let mut tshark = Command::new("tshark")
-        .args(["-i", "lo", "-f", "tcp", "-q", "-w"])
-        .arg(&pcap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tshark");
-    // Wait until tshark has opened the file (it is capturing then).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !pcap.exists() {
-        assert!(Instant::now() < deadline, "tshark never started capturing");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let mut tshark = support::start_capture(&[], "lo", "tcp", &pcap);
 
     let data = tmp.path().join("nodes");
     std::fs::create_dir_all(&data).unwrap();

@@ -20,23 +20,17 @@ struct Lan {
     prefix: String,
 }
 
+const TESTLAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testlan.sh");
+
 fn testlan() -> Command {
-    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testlan.sh"))
+    Command::new(TESTLAN)
 }
 
 impl Lan {
     /// Makes `n` hosts, or returns `None` (skip) where namespaces cannot be made
     /// and MURMUR_NETNS_TESTS is not 1.
     fn up(tag: &str, n: usize) -> Option<Lan> {
-        let check = testlan().arg("check").output().expect("run scripts/testlan.sh");
-        if !check.status.success() {
-            let why = String::from_utf8_lossy(&check.stderr).trim().to_owned();
-            if std::env::var("MURMUR_NETNS_TESTS").as_deref() == Ok("1") {
-                panic!("MURMUR_NETNS_TESTS=1 but {why}");
-            }
-            eprintln!(
-                "skipping the LAN test {tag}: {why} (run as root, or set MURMUR_NETNS_TESTS=1 to make this a failure)"
-            );
+        if !support::netns_tests_can_run(TESTLAN, &format!("the LAN test {tag}")) {
             return None;
         }
         let prefix = format!("mm{}{tag}", std::process::id() % 100_000);

@@ -156,8 +156,14 @@ fn rendezvous_keys_are_frozen() {
     let topic = murmur::crypto::topic_rendezvous(&news.key, day);
     let peer = Keypair::ed25519_from_bytes([1; 32]).unwrap().public().to_peer_id();
     let peer_key = murmur::crypto::peer_rendezvous(&peer);
-    assert_eq!(hex::encode(topic), "c18cf32994bc58f687157945c7dded4169930b2f2631fbf85de9cfbbb7e759b2");
-    assert_eq!(hex::encode(peer_key), "7d81a428ffbd343ef3a18e35d52664747c03edde298d7c8e3b63dac113b022ae");
+    assert_eq!(
+        hex::encode(topic),
+        "c18cf32994bc58f687157945c7dded4169930b2f2631fbf85de9cfbbb7e759b2"
+    );
+    assert_eq!(
+        hex::encode(peer_key),
+        "7d81a428ffbd343ef3a18e35d52664747c03edde298d7c8e3b63dac113b022ae"
+    );
     let dht = murmur::network::dht::dht_key(&topic);
     assert_eq!(hex::encode(dht.as_ref()), format!("1220{}", hex::encode(topic)));
 }

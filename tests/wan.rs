@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const TOPIC: &str = "kitchen-table-topic";
 const SECRET: &str = "shared-out-of-band-secret";
 
+const TESTNAT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testnat.sh");
+
 fn testnat() -> Command {
-    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testnat.sh"))
+    Command::new(TESTNAT)
 }
 
 /// A test WAN; removed on drop, whatever happened in the test.
@@ -38,15 +40,7 @@ impl Wan {
     /// returns `None` (skip) where it cannot be built and
     /// MURMUR_NETNS_TESTS is not 1.
     fn up(tag: &str, mode: &str) -> Option<Wan> {
-        let check = testnat().arg("check").output().expect("run scripts/testnat.sh");
-        if !check.status.success() {
-            let why = String::from_utf8_lossy(&check.stderr).trim().to_owned();
-            if std::env::var("MURMUR_NETNS_TESTS").as_deref() == Ok("1") {
-                panic!("MURMUR_NETNS_TESTS=1 but {why}");
-            }
-            eprintln!(
-                "skipping the WAN test {tag}: {why} (run as root, or set MURMUR_NETNS_TESTS=1 to make this a failure)"
-            );
+        if !support::netns_tests_can_run(TESTNAT, &format!("the WAN test {tag}")) {
             return None;
         }
         let prefix = format!("mw{}{tag}", std::process::id() % 100_000);
@@ -131,18 +125,8 @@ fn members_behind_two_cone_nats_meet_through_the_dht_and_hole_punch_a_direct_con
     let tmp = temp();
     // The hub's traffic, captured on its only interface for the whole test.
     let pcap = tmp.path().join("hub.pcapng");
-    let mut tshark = Command::new("ip")
-        .args(["netns", "exec", &wan.ns("hub"), "tshark", "-i", "eth0", "-q", "-w"])
-        .arg(&pcap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tshark");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !pcap.exists() {
-        assert!(Instant::now() < deadline, "tshark never started capturing");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let hub_ns = wan.ns("hub");
+    let mut tshark = support::start_capture(&["ip", "netns", "exec", &hub_ns], "eth0", "", &pcap);
 
     let mut hub = wan.hub(tmp.path());
     let boot = bootstrap(&hub);

@@ -438,6 +438,58 @@ impl Drop for TestNode {
     }
 }
 
+/// Whether `script check` says the namespace tests can run here. Without
+/// the capability they are skipped with a message, unless
+/// MURMUR_NETNS_TESTS=1 (CI), where that is a failure.
+pub fn netns_tests_can_run(script: &str, what: &str) -> bool {
+    let check = Command::new(script)
+        .arg("check")
+        .output()
+        .expect("run the namespace script");
+    if check.status.success() {
+        return true;
+    }
+    let why = String::from_utf8_lossy(&check.stderr).trim().to_owned();
+    if std::env::var("MURMUR_NETNS_TESTS").as_deref() == Ok("1") {
+        panic!("MURMUR_NETNS_TESTS=1 but {why}");
+    }
+    eprintln!("skipping {what}: {why} (run as root, or set MURMUR_NETNS_TESTS=1 to make this a failure)");
+    false
+}
+
+/// Starts tshark (behind `wrapper`, e.g. `ip netns exec NS`) capturing on
+/// `iface` into `pcap` with capture filter `filter`, and returns once it
+/// is capturing. Stop it with SIGINT.
+pub fn start_capture(wrapper: &[&str], iface: &str, filter: &str, pcap: &Path) -> Child {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg("tshark");
+            c
+        }
+        None => Command::new("tshark"),
+    };
+    cmd.args(["-i", iface, "-q"]);
+    if !filter.is_empty() {
+        cmd.args(["-f", filter]);
+    }
+    let tshark = cmd
+        .arg("-w")
+        .arg(pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tshark");
+    // Capturing once it has opened the file.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pcap.exists() {
+        assert!(Instant::now() < deadline, "tshark never started capturing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    tshark
+}
+
 /// A fresh temporary directory for one test; data dirs and node logs go below
 /// it. With MURMUR_KEEP_TEST_DIRS=1 it is kept (and its path printed) for a post-mortem.
 pub fn temp() -> tempfile::TempDir {
