@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use murmur::envelope::Purpose;
-use murmur::store::{InboxQuery, Insert, Store};
+use murmur::store::{Durability, InboxQuery, Insert, Store};
 use rand::RngCore;
 use tokio::runtime::Runtime;
 use tokio::sync::{broadcast, oneshot};
@@ -48,17 +48,25 @@ static NEXT_TS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 fn durable_inserts(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), broadcast::channel(16).0).unwrap();
     let mut group = c.benchmark_group("inbox");
     group.throughput(Throughput::Elements(50_000));
     group.sample_size(10);
-    group.bench_function("50k durable inserts (group commits)", |b| {
-        b.iter(|| {
-            let ts0 = NEXT_TS.fetch_add(50_000, std::sync::atomic::Ordering::Relaxed);
-            rt.block_on(fill(&store, 50_000, ts0))
-        })
-    });
+    // Every commit fsynced (--sync-writes full), then topic messages as a
+    // node writes them by default (not fsynced; docs/security.md).
+    for (durability, name) in [
+        (Durability::Full, "50k durable inserts (group commits, fsynced)"),
+        (Durability::Network, "50k inserts (group commits, --sync-writes normal)"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open_with_metrics(dir.path(), broadcast::channel(16).0, Default::default(), durability).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let ts0 = NEXT_TS.fetch_add(50_000, std::sync::atomic::Ordering::Relaxed);
+                rt.block_on(fill(&store, 50_000, ts0))
+            })
+        });
+    }
     group.finish();
 }
 

@@ -120,6 +120,15 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", default_value_t = 43_200, value_parser = clap::value_parser!(u64).range(1..=82_800))]
     pub dm_expiry: u64,
 
+    /// How durable inbox writes are. normal: a topic message is written
+    /// without waiting for the disk (a killed process loses nothing it
+    /// reported; a power cut may lose the last ones, and catch-up gets them
+    /// back from the topic's other members), while direct messages and the
+    /// outbox, which have no other copy, are fsynced. full: every write is
+    /// fsynced
+    #[arg(long, value_enum, default_value_t = SyncWrites::Normal, value_name = "MODE")]
+    pub sync_writes: SyncWrites,
+
     /// Read the passphrase that seals the identity key and keyring (Argon2id,
     /// AES-256-GCM) from this file: its content without a final newline.
     /// MURMUR_PASSPHRASE in the environment does the same. Without a
@@ -134,6 +143,15 @@ pub struct Cli {
     /// Print one JSON object per line on stdout, one per event, and nothing else
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// `--sync-writes`: how durable inbox writes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncWrites {
+    /// Topic messages are not fsynced; DMs and the outbox are.
+    Normal,
+    /// Every write is fsynced.
+    Full,
 }
 
 /// Subcommands.
@@ -214,6 +232,10 @@ impl Cli {
             },
             sync_interval: (self.sync_interval > 0).then(|| std::time::Duration::from_secs(self.sync_interval)),
             dm_expiry: std::time::Duration::from_secs(self.dm_expiry),
+            durability: match self.sync_writes {
+                SyncWrites::Normal => crate::config::Durability::Network,
+                SyncWrites::Full => crate::config::Durability::Full,
+            },
         })
     }
 }

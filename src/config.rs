@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 
-pub use crate::store::Retention;
+pub use crate::store::{Durability, Retention};
 use crate::vault::Passphrase;
 
 /// Everything a node needs to start.
@@ -54,6 +54,8 @@ pub struct Config {
     pub sync_interval: Option<Duration>,
     /// How long a direct message waits in the outbox before `dm_failed`.
     pub dm_expiry: Duration,
+    /// How durable inbox commits are (see [`Durability`]).
+    pub durability: Durability,
 }
 
 /// Default of [`Config::sync_interval`].
@@ -85,6 +87,7 @@ impl Config {
             retention: Retention::default(),
             sync_interval: Some(DEFAULT_SYNC_INTERVAL),
             dm_expiry: DEFAULT_DM_EXPIRY,
+            durability: Durability::default(),
         }
     }
 

@@ -23,6 +23,13 @@ pub struct DropReason {
     pub reason: &'static str,
 }
 
+/// How a commit of the inbox was made durable.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommitSync {
+    /// `full` (fsynced) or `normal` (written, not fsynced).
+    pub sync: &'static str,
+}
+
 /// murmur's own metrics. Cheap to clone (every metric is an `Arc` inside).
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -50,6 +57,8 @@ pub struct Metrics {
     pub store_queue: Gauge,
     /// Inserts that failed (disk full, I/O error).
     pub store_errors: Counter,
+    /// Commits of the inbox, by how they were made durable.
+    pub store_commits: Family<CommitSync, Counter>,
     /// Catch-up exchanges this node started and finished.
     pub sync_sessions: Counter,
     /// Messages newly stored from catch-up.
@@ -73,6 +82,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts one commit made in `sync` mode (`full` or `normal`).
+    pub fn commit(&self, sync: &'static str) {
+        self.store_commits.get_or_create(&CommitSync { sync }).inc();
+    }
+
     /// Registers every metric under `murmur_` in `registry`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("murmur");
@@ -107,6 +121,11 @@ impl Metrics {
             self.dms_received.clone(),
         );
         r.register("peers", "Connected peers", self.peers.clone());
+        r.register(
+            "inbox_commits",
+            "Commits of the inbox, by sync mode (full: fsynced; normal: not)",
+            self.store_commits.clone(),
+        );
         r.register(
             "peers_relayed",
             "Connected peers reached only through a relay",

@@ -111,8 +111,8 @@ impl Node {
         }
         let metrics = Metrics::default();
         let mut registry = Registry::default();
-        let store =
-            Store::open_with_metrics(&config.data_dir, events.clone(), metrics.clone()).map_err(|e| startup(&e))?;
+        let store = Store::open_with_metrics(&config.data_dir, events.clone(), metrics.clone(), config.durability)
+            .map_err(|e| startup(&e))?;
         let next_seq = store.next_seq().await.map_err(|e| startup(&e))?;
 
         let settings = Settings {

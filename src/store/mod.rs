@@ -2,8 +2,8 @@
 //! a cloneable [`Store`] handle. It holds sealed envelopes only (message bodies
 //! never touch the disk in plaintext) and commits inserts in groups: every
 //! write that arrives while a commit is running joins the next one, and a
-//! message is reported (its event sent) only after its commit is durable
-//! (WAL, `synchronous=FULL`).
+//! message is reported (its event sent) only after its commit. How durable a
+//! commit is depends on what it holds ([`Durability`]).
 
 mod history;
 mod schema;
@@ -27,6 +27,25 @@ pub const INBOX_FILE: &str = "inbox.sqlite3";
 pub const STORE_QUEUE: usize = 4096;
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 1024;
+
+/// How durable the store's commits are (WAL mode either way).
+///
+/// With [`Durability::Network`] a topic message is committed without an
+/// fsync (`synchronous=NORMAL`): a killed process loses nothing it
+/// reported, a power cut may lose the last commits, and catch-up refills
+/// them from the topic's other members at the next start. Direct messages
+/// (received ones are acknowledged to a sender who then deletes its copy;
+/// our copy of a sent one) and the outbox have no other copy: a commit that
+/// holds one is fsynced (`synchronous=FULL`). [`Durability::Full`] fsyncs
+/// every commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Topic messages rely on their other holders; DMs and the outbox are fsynced.
+    #[default]
+    Network,
+    /// Every commit is fsynced (`--sync-writes full`).
+    Full,
+}
 
 /// Failures of the inbox database.
 #[derive(Debug, thiserror::Error)]
@@ -222,11 +241,11 @@ impl Store {
     /// # Errors
     /// When the database cannot be opened or its schema created.
     pub fn open(dir: &Path, events: broadcast::Sender<Event>) -> Result<Self, StoreError> {
-        Self::open_with_metrics(dir, events, Metrics::default())
+        Self::open_with_metrics(dir, events, Metrics::default(), Durability::default())
     }
 
     /// As [`Store::open`], counting into `metrics` (delivered messages, inbox
-    /// size, queue depth, errors).
+    /// size, queue depth, commits, errors), with commits as durable as `durability`.
     ///
     /// # Errors
     /// When the database cannot be opened or its schema created.
@@ -234,6 +253,7 @@ impl Store {
         dir: &Path,
         events: broadcast::Sender<Event>,
         metrics: Metrics,
+        durability: Durability,
     ) -> Result<Self, StoreError> {
         let path = dir.join(INBOX_FILE);
         let conn = schema::open_connection(&path)?;
@@ -243,7 +263,7 @@ impl Store {
         let thread_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("murmur-store".into())
-            .spawn(move || StoreThread::new(conn, events, path, thread_metrics).run(rx))
+            .spawn(move || StoreThread::new(conn, events, path, thread_metrics, durability).run(rx))
             .expect("spawning the store thread");
         Ok(Self { requests, metrics })
     }

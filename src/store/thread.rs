@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{broadcast, mpsc};
 
-use super::{InboxQuery, Insert, OutboxRow, Request, StoreError, StoredMessage, Via, MAX_BATCH};
+use super::{Durability, InboxQuery, Insert, OutboxRow, Request, StoreError, StoredMessage, Via, MAX_BATCH};
 use crate::envelope::Purpose;
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -18,16 +18,42 @@ pub(super) struct StoreThread {
     events: broadcast::Sender<Event>,
     path: PathBuf,
     metrics: Metrics,
+    durability: Durability,
+    /// Whether the connection's `synchronous` pragma is FULL now (else NORMAL).
+    full: bool,
 }
 
 impl StoreThread {
-    pub(super) fn new(conn: Connection, events: broadcast::Sender<Event>, path: PathBuf, metrics: Metrics) -> Self {
+    pub(super) fn new(
+        conn: Connection,
+        events: broadcast::Sender<Event>,
+        path: PathBuf,
+        metrics: Metrics,
+        durability: Durability,
+    ) -> Self {
         Self {
             conn,
             events,
             path,
             metrics,
+            durability,
+            // schema::open_connection leaves it FULL.
+            full: true,
         }
+    }
+
+    /// Makes the next commits fsynced (`full`) or not, as `durability` allows,
+    /// and counts the commit that follows. Returns the mode set.
+    fn commit_mode(&mut self, full: bool) -> Result<&'static str, rusqlite::Error> {
+        let full = full || self.durability == Durability::Full;
+        if full != self.full {
+            self.conn
+                .pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+            self.full = full;
+        }
+        let mode = if full { "full" } else { "normal" };
+        self.metrics.commit(mode);
+        Ok(mode)
     }
 
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
@@ -101,34 +127,10 @@ impl StoreThread {
                 let _ = reply.send(self.sync_page(&query));
             }
             Request::OutboxPut { row, reply } => {
-                let result = self
-                    .conn
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO outbox (id, peer, ts, expires, attempts, last_error, envelope)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            &row.id[..],
-                            row.peer,
-                            row.ts as i64,
-                            row.expires as i64,
-                            row.attempts,
-                            row.last_error,
-                            row.envelope
-                        ])
-                    })
-                    .map(drop)
-                    .map_err(StoreError::from);
-                let _ = reply.send(result);
+                let _ = reply.send(self.outbox_put(&row));
             }
             Request::OutboxDelete { id, reply } => {
-                let result = self
-                    .conn
-                    .execute("DELETE FROM outbox WHERE id = ?1", [&id[..]])
-                    .map(drop)
-                    .map_err(StoreError::from);
-                let _ = reply.send(result);
+                let _ = reply.send(self.outbox_delete(&id));
             }
             Request::OutboxLoad { reply } => {
                 let _ = reply.send(self.outbox_load());
@@ -137,12 +139,43 @@ impl StoreThread {
         }
     }
 
+    /// Writes (or rewrites) an outbox entry, fsynced: it is a DM's only copy.
+    fn outbox_put(&mut self, row: &OutboxRow) -> Result<(), StoreError> {
+        self.commit_mode(true)?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO outbox (id, peer, ts, expires, attempts, last_error, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                &row.id[..],
+                row.peer,
+                row.ts as i64,
+                row.expires as i64,
+                row.attempts,
+                row.last_error,
+                row.envelope
+            ])?;
+        Ok(())
+    }
+
+    /// Removes an outbox entry, fsynced.
+    fn outbox_delete(&mut self, id: &[u8; 32]) -> Result<(), StoreError> {
+        self.commit_mode(true)?;
+        self.conn.execute("DELETE FROM outbox WHERE id = ?1", [&id[..]])?;
+        Ok(())
+    }
+
     /// Writes the batch in one transaction, then reports each message.
     fn commit(&mut self, batch: &mut Vec<Insert>) {
         if batch.is_empty() {
             return;
         }
+        // A direct message has no other copy than ours: its commit is fsynced.
+        let holds_dm = batch.iter().any(|m| m.purpose != Purpose::Topic);
+        let mode = self.commit_mode(holds_dm);
         let result = (|| -> Result<Vec<bool>, rusqlite::Error> {
+            mode?;
             let tx = self.conn.transaction()?;
             let mut fresh = Vec::with_capacity(batch.len());
             {
