@@ -33,6 +33,12 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`murmur man | head`): nothing left to say.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == Some(std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("murmur: {e:#}");
             ExitCode::FAILURE
@@ -41,6 +47,19 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Some(Subcommand::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "murmur", &mut std::io::stdout());
+            return Ok(());
+        }
+        Some(Subcommand::Man) => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            man.render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
     if let Some(Subcommand::Bench(args)) = cli.command {
         let report = crate::bench::run(args).await?;
         println!("{}", serde_json::to_string(&report)?);

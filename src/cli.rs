@@ -182,6 +182,15 @@ pub enum Subcommand {
     /// print delivery, latency, throughput, memory and CPU as one JSON line
     /// (see docs/performance.md)
     Bench(crate::bench::BenchArgs),
+    /// Print shell completions for bash, zsh or fish, e.g.
+    /// `murmur completions bash > ~/.local/share/bash-completion/completions/murmur`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `murmur man > ~/.local/share/man/man1/murmur.1`
+    Man,
 }
 
 impl Cli {

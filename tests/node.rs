@@ -360,3 +360,33 @@ fn a_bad_bootstrap_address_stops_the_start_and_an_unreachable_one_is_a_warning()
     b.send("/pub news the LAN still works");
     a.wait_event("message", |v| v["msg"] == "the LAN still works");
 }
+
+#[test]
+fn shell_completions_and_the_man_page_come_from_the_command_line_definition() {
+    use std::process::Command;
+    let run = |args: &[&str]| {
+        let out = Command::new(support::murmur_bin()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(&["completions", shell]);
+        assert!(
+            script.contains("bootstrap") && script.contains("sync-writes"),
+            "{shell}: {script}"
+        );
+    }
+    let man = run(&["man"]);
+    assert!(man.starts_with(".ie") || man.contains(".TH murmur 1"), "{man}");
+    assert!(man.contains("relay\\-server"), "{man}");
+    let bad = Command::new(support::murmur_bin())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid value"));
+}
