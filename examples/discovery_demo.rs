@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::select! {
             event = events.recv() => {
                 let e = event?;
-                if matches!(e, Event::PeerDiscovered { .. } | Event::PeerConnected { .. } | Event::PeerDisconnected { .. } | Event::Listening { .. }) {
+                if matches!(*e, Event::PeerDiscovered { .. } | Event::PeerConnected { .. } | Event::PeerDisconnected { .. } | Event::Listening { .. }) {
                     println!("{:>8.3}s  {}", start.elapsed().as_secs_f64(), e.to_human());
                 }
             }

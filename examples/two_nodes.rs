@@ -3,17 +3,19 @@
 //!
 //! Run with: `cargo run --example two_nodes`
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use murmur::{Config, Event, Node};
 use tokio::sync::broadcast;
 
-async fn wait_for(rx: &mut broadcast::Receiver<Event>, pred: impl Fn(&Event) -> bool) -> anyhow::Result<Event> {
+/// The next event matching `pred` (events are shared: `Arc<Event>`).
+async fn wait_for(rx: &mut broadcast::Receiver<Arc<Event>>, pred: impl Fn(&Event) -> bool) -> anyhow::Result<Event> {
     Ok(tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             let event = rx.recv().await?;
             if pred(&event) {
-                return Ok::<_, broadcast::error::RecvError>(event);
+                return Ok::<_, broadcast::error::RecvError>(Event::clone(&event));
             }
         }
     })

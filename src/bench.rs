@@ -316,7 +316,7 @@ struct Started {
     node: Node,
     /// Its listen address.
     addr: String,
-    events: tokio::sync::broadcast::Receiver<Event>,
+    events: tokio::sync::broadcast::Receiver<std::sync::Arc<Event>>,
     /// When its first connection opened, if that came before its listen address.
     connected: Option<Instant>,
 }
@@ -326,8 +326,8 @@ async fn start_inproc(config: Config) -> anyhow::Result<Started> {
     let (node, mut events, _task) = Node::start_with_events(config).await?;
     let mut connected = None;
     let addr = loop {
-        match events.recv().await? {
-            Event::Listening { addr } => break addr,
+        match &*events.recv().await? {
+            Event::Listening { addr } => break addr.clone(),
             Event::PeerConnected { .. } => connected = connected.or(Some(Instant::now())),
             _ => {}
         }
@@ -364,8 +364,8 @@ async fn run_inproc(
             let deliveries = deliveries.clone();
             tokio::spawn(async move {
                 while let Ok(event) = events.recv().await {
-                    if let Event::Message { msg, .. } = event {
-                        if let Some(idx) = index_of(&msg) {
+                    if let Event::Message { msg, .. } = &*event {
+                        if let Some(idx) = index_of(msg) {
                             deliveries
                                 .lock()
                                 .expect("lock")

@@ -2,9 +2,11 @@
 //! (readable lines, or one JSON object per line with `--json`).
 
 use std::io::Write;
+use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +35,7 @@ pub struct Printer {
 impl Printer {
     /// Starts the printing task for `events`; `json` prints one JSON object
     /// per line instead of readable text.
-    pub fn spawn(json: bool, events: broadcast::Receiver<Event>) -> Self {
+    pub fn spawn(json: bool, events: broadcast::Receiver<Arc<Event>>) -> Self {
         let (answers, answers_rx) = mpsc::unbounded_channel();
         tokio::spawn(Output { json }.run(events, answers_rx));
         Self { json, answers }
@@ -113,7 +115,7 @@ impl Output {
     /// Lines that are already waiting are written together (one write, not
     /// one per line), so a busy node does not make a system call per
     /// message; nothing waits for more to come.
-    async fn run(self, mut events: broadcast::Receiver<Event>, mut answers: mpsc::UnboundedReceiver<Event>) {
+    async fn run(self, mut events: broadcast::Receiver<Arc<Event>>, mut answers: mpsc::UnboundedReceiver<Event>) {
         let mut lines = String::new();
         let mut answers_open = true;
         loop {
@@ -161,7 +163,7 @@ impl Output {
 
 /// The next event already waiting, as `recv` would give it, or `None` when
 /// none is.
-fn try_next(events: &mut broadcast::Receiver<Event>) -> Option<Result<Event, RecvError>> {
+fn try_next(events: &mut broadcast::Receiver<Arc<Event>>) -> Option<Result<Arc<Event>, RecvError>> {
     match events.try_recv() {
         Ok(event) => Some(Ok(event)),
         Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),

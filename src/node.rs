@@ -46,7 +46,7 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct Node {
     requests: mpsc::Sender<Request>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Arc<Event>>,
     store: Store,
     keyring: Arc<RwLock<Keyring>>,
     peer_id: PeerId,
@@ -89,7 +89,7 @@ impl Node {
     /// As [`Node::start`].
     pub async fn start_with_events(
         config: Config,
-    ) -> Result<(Node, broadcast::Receiver<Event>, JoinHandle<()>), NodeError> {
+    ) -> Result<(Node, broadcast::Receiver<Arc<Event>>, JoinHandle<()>), NodeError> {
         validate_name(&config.name)?;
         let startup = |e: &dyn std::fmt::Display| NodeError::Startup(e.to_string());
         ensure_private_dir(&config.data_dir).map_err(|e| startup(&e))?;
@@ -107,7 +107,7 @@ impl Node {
         ));
         let (events, first_receiver) = broadcast::channel(EVENT_BUFFER);
         if let Some(text) = opened.notice(&config.data_dir) {
-            let _ = events.send(Event::Notice { text });
+            let _ = events.send(Arc::new(Event::Notice { text }));
         }
         let metrics = Metrics::default();
         let mut registry = Registry::default();
@@ -198,13 +198,13 @@ impl Node {
     }
 
     /// A receiver of every event from now on.
-    pub fn events(&self) -> broadcast::Receiver<Event> {
+    pub fn events(&self) -> broadcast::Receiver<Arc<Event>> {
         self.events.subscribe()
     }
 
     /// Emits `event` to every event receiver (front ends use it to report their own errors).
     pub fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
+        let _ = self.events.send(Arc::new(event));
     }
 
     /// The node's metrics registry (encode it with `prometheus_client`).

@@ -1,6 +1,7 @@
 //! The library API: in-process nodes over real loopback sockets, and the
 //! inbox store on a real database file.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use murmur::envelope::Purpose;
@@ -8,12 +9,12 @@ use murmur::store::{InboxQuery, Insert, Store};
 use murmur::{Config, Event, Node};
 use tokio::sync::broadcast;
 
-async fn next_matching(rx: &mut broadcast::Receiver<Event>, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+async fn next_matching(rx: &mut broadcast::Receiver<Arc<Event>>, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let e = rx.recv().await.expect("event stream open");
             if pred(&e) {
-                return e;
+                return Event::clone(&e);
             }
         }
     })
@@ -102,7 +103,7 @@ async fn the_store_keeps_a_duplicate_once_and_reports_it_once() {
     assert_eq!(r1.await.unwrap(), Ok(true));
     assert_eq!(r2.await.unwrap(), Ok(false));
     assert_eq!(store.count().await.unwrap(), 1);
-    assert_eq!(rx.recv().await.unwrap(), Event::Error { error: "first".into() });
+    assert_eq!(*rx.recv().await.unwrap(), Event::Error { error: "first".into() });
     assert!(rx.try_recv().is_err(), "the duplicate must not be reported");
     let rows = store
         .query(InboxQuery {

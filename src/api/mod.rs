@@ -371,9 +371,9 @@ async fn events(State(state): State<ApiState>) -> Sse<impl Stream<Item = Result<
         .map(|item| {
             let event = match item {
                 Ok(event) => event,
-                Err(BroadcastStreamRecvError::Lagged(n)) => Event::Error {
+                Err(BroadcastStreamRecvError::Lagged(n)) => std::sync::Arc::new(Event::Error {
                     error: format!("event stream fell behind: {n} events skipped"),
-                },
+                }),
             };
             Ok(SseEvent::default().data(event.to_json()))
         })

@@ -86,11 +86,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<CatchupReport> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let received = loop {
         let event = tokio::time::timeout_at(deadline.into(), events.recv()).await?;
-        match event {
+        match event.as_deref() {
             Ok(Event::PeerConnected { .. }) => connected = connected.or(Some(Instant::now())),
-            Ok(Event::Synced { received, .. }) if received > 0 || args.messages == 0 => break received,
+            Ok(Event::Synced { received, .. }) if *received > 0 || args.messages == 0 => break *received,
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
         }
     };
     let seconds = connected.map_or(0.0, |t| t.elapsed().as_secs_f64());

@@ -80,17 +80,17 @@ pub async fn check(bootstrap: Vec<Multiaddr>, private_wan: bool, wait: Duration)
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
             Ok(Err(_)) | Err(_) => break,
         };
-        match event {
+        match &*event {
             Event::PeerConnected { peer, .. } => {
                 for (check, id) in report.bootstrap.iter_mut().zip(&ids) {
-                    check.reachable |= *id == peer;
+                    check.reachable |= id == peer;
                 }
             }
             Event::NatStatus { reachability, addrs } => {
-                report.reachability = reachability;
-                report.external_addrs = addrs;
+                report.reachability = reachability.clone();
+                report.external_addrs = addrs.clone();
             }
-            Event::RelayReserved { relay, addr } => report.relay = Some((relay, addr)),
+            Event::RelayReserved { relay, addr } => report.relay = Some((relay.clone(), addr.clone())),
             _ => {}
         }
     }

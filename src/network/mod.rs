@@ -88,7 +88,7 @@ pub(crate) struct EventLoop {
     /// From every `Node` handle; the loop ends when all are dropped or on `Shutdown`.
     requests: mpsc::Receiver<Request>,
     /// To stdout, the API's SSE clients and library users (via `Node::events`).
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Arc<Event>>,
     /// Spawned tasks report finished store work here.
     completions_tx: mpsc::Sender<Completion>,
     completions: mpsc::Receiver<Completion>,
@@ -126,7 +126,7 @@ impl EventLoop {
         config: &Config,
         identity: libp2p::identity::Keypair,
         requests: mpsc::Receiver<Request>,
-        events: broadcast::Sender<Event>,
+        events: broadcast::Sender<Arc<Event>>,
         store: Store,
         keyring: Arc<RwLock<Keyring>>,
         next_seq: u64,
@@ -170,7 +170,7 @@ impl EventLoop {
 
     fn emit(&self, event: Event) {
         // No receiver is fine: nobody is listening.
-        let _ = self.events.send(event);
+        let _ = self.events.send(Arc::new(event));
     }
 
     /// Runs until shutdown; then closes the store.

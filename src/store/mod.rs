@@ -10,6 +10,7 @@ mod schema;
 mod thread;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -240,7 +241,7 @@ impl Store {
     ///
     /// # Errors
     /// When the database cannot be opened or its schema created.
-    pub fn open(dir: &Path, events: broadcast::Sender<Event>) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, events: broadcast::Sender<Arc<Event>>) -> Result<Self, StoreError> {
         Self::open_with_metrics(dir, events, Metrics::default(), Durability::default())
     }
 
@@ -251,7 +252,7 @@ impl Store {
     /// When the database cannot be opened or its schema created.
     pub fn open_with_metrics(
         dir: &Path,
-        events: broadcast::Sender<Event>,
+        events: broadcast::Sender<Arc<Event>>,
         metrics: Metrics,
         durability: Durability,
     ) -> Result<Self, StoreError> {

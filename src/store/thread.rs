@@ -3,6 +3,7 @@
 //! only once its commit is durable.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{broadcast, mpsc};
@@ -15,7 +16,7 @@ use crate::metrics::Metrics;
 /// The store thread's state.
 pub(super) struct StoreThread {
     pub(super) conn: Connection,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Arc<Event>>,
     path: PathBuf,
     metrics: Metrics,
     durability: Durability,
@@ -26,7 +27,7 @@ pub(super) struct StoreThread {
 impl StoreThread {
     pub(super) fn new(
         conn: Connection,
-        events: broadcast::Sender<Event>,
+        events: broadcast::Sender<Arc<Event>>,
         path: PathBuf,
         metrics: Metrics,
         durability: Durability,
@@ -224,7 +225,7 @@ impl StoreThread {
                             _ => 0,
                         };
                         if let Some(event) = m.event {
-                            let _ = self.events.send(event);
+                            let _ = self.events.send(Arc::new(event));
                         }
                     }
                     if let Some(done) = m.done {
@@ -236,7 +237,7 @@ impl StoreThread {
                 self.metrics.store_errors.inc_by(batch.len() as u64);
                 let error = format!("could not store {} message(s) in the inbox: {e}", batch.len());
                 tracing::error!("{error}");
-                let _ = self.events.send(Event::Error { error: error.clone() });
+                let _ = self.events.send(Arc::new(Event::Error { error: error.clone() }));
                 for m in batch.drain(..) {
                     if let Some(done) = m.done {
                         let _ = done.send(Err(error.clone()));
