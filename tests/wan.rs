@@ -188,6 +188,26 @@ fn members_behind_two_cone_nats_meet_through_the_dht_and_hole_punch_a_direct_con
         p["relayed"] == false
     });
 
+    // Dan, on Bob's LAN, shares no topic with Ann and has never met her: a DM
+    // to her peer id finds her through the DHT (her peer rendezvous record).
+    let mut dan = TestNode::launch(
+        &["ip", "netns", "exec", &wan.ns("d")],
+        "dan",
+        &tmp.path().join("dan"),
+        &["--private-wan", "--no-mdns", "--bootstrap", &boot],
+        &[],
+    );
+    dan.wait_event("relay_reserved", |_| true);
+    dan.send(&format!("/dm {} found-you-by-your-peer-id", ann.peer_id));
+    let sent = dan.wait_event("dm_sent", |v| v["to"] == ann.peer_id.as_str());
+    assert_eq!(sent["name"], "ann", "{sent}");
+    let dm = ann.wait_event("dm", |v| v["msg"] == "found-you-by-your-peer-id");
+    assert_eq!(dm["from"], "dan");
+    dan.seen_or_wait_for("peer_discovered", |v| {
+        v["via"] == "dht" && v["peer"] == ann.peer_id.as_str()
+    });
+    drop(dan);
+
     // Carol, on Ann's LAN with no bootstrap at all, hears Bob through Ann.
     let mut carol = wan.member("c", "carol", tmp.path(), &[]);
     carol.wait_event("peer_connected", |v| v["peer"] == ann.peer_id.as_str());
@@ -226,6 +246,7 @@ fn members_behind_two_cone_nats_meet_through_the_dht_and_hole_punch_a_direct_con
         "first-words-from-ann",
         "bob-answers-across-two-nats",
         "a-private-word-for-ann",
+        "found-you-by-your-peer-id",
         "bob-to-the-whole-table",
     ];
     for secret in secrets {
