@@ -92,8 +92,8 @@ fn page_read(c: &mut Criterion) {
             let page = rt
                 .block_on(store.query(InboxQuery {
                     topics: Some(vec![[1; 32]]),
-                    since: None,
                     limit: 100,
+                    ..InboxQuery::default()
                 }))
                 .unwrap();
             assert_eq!(page.len(), 100);
@@ -103,11 +103,30 @@ fn page_read(c: &mut Criterion) {
     group.bench_function(format!("100-message page of everything from {rows}"), |b| {
         b.iter(|| {
             rt.block_on(store.query(InboxQuery {
-                topics: None,
-                since: None,
                 limit: 100,
+                ..InboxQuery::default()
             }))
             .unwrap()
+        })
+    });
+    // Walking back: the page before a cursor half-way through the history.
+    // Timestamps run 1..=rows: the cursor at the middle one.
+    let cursor = murmur::store::Cursor {
+        ts: rows / 2,
+        id: [0; 32],
+    };
+    group.bench_function(format!("100-message page of one topic before a cursor, from {rows}"), |b| {
+        b.iter(|| {
+            let page = rt
+                .block_on(store.query(InboxQuery {
+                    topics: Some(vec![[1; 32]]),
+                    before: Some(cursor),
+                    limit: 100,
+                    ..InboxQuery::default()
+                }))
+                .unwrap();
+            assert_eq!(page.len(), 100);
+            page
         })
     });
     group.finish();

@@ -21,7 +21,9 @@ commands:
   MESSAGE               (a line without a leading /) publish to the topic last used
   /dm PEER MESSAGE      direct message (end-to-end encrypted) to a peer id or a known
                         peer's name; kept in the outbox and retried until delivered
-  /inbox [TOPIC] [N]    the last N (default 20) stored messages, oldest first
+  /inbox [TOPIC] [N] [--before CURSOR]
+                        the last N (default 20) stored messages, oldest first;
+                        with --before, the N before that cursor (walk back)
   /peers                connected peers and their names
   /topics               subscribed topics
   /pending              direct messages in the outbox and publishes waiting for a peer
@@ -65,12 +67,14 @@ pub enum Command {
         /// Body.
         msg: String,
     },
-    /// `/inbox [TOPIC] [N]`.
+    /// `/inbox [TOPIC] [N] [--before CURSOR]`.
     Inbox {
         /// Only this topic.
         topic: Option<String>,
         /// At most this many (most recent).
         limit: usize,
+        /// Only messages before this cursor (80 hex digits, checked here).
+        before: Option<String>,
     },
     /// `/peers`.
     Peers,
@@ -109,6 +113,9 @@ pub enum CommandError {
     /// `/inbox` got something that is not a count.
     #[error("/inbox takes at most a topic and a count, got {0:?}")]
     InboxArgs(String),
+    /// `/inbox --before` got something that is not a cursor.
+    #[error("--before takes a cursor (80 hex digits, as printed after a full page), got {0:?}")]
+    InboxCursor(String),
 }
 
 /// Why a topic name is refused.
@@ -257,7 +264,16 @@ fn no_args(args: &str, command: Command, usage: &'static str) -> Result<Command,
 }
 
 fn parse_inbox(args: &str) -> Result<Command, CommandError> {
-    let words: Vec<&str> = args.split_whitespace().collect();
+    let mut words: Vec<&str> = args.split_whitespace().collect();
+    let mut before = None;
+    if let Some(i) = words.iter().position(|w| *w == "--before") {
+        let cursor = words.get(i + 1).copied().unwrap_or_default();
+        if cursor.len() != 80 || !cursor.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(CommandError::InboxCursor(cursor.to_owned()));
+        }
+        before = Some(cursor.to_ascii_lowercase());
+        words.drain(i..i + 2);
+    }
     let count = |s: &str| s.parse::<usize>().ok().filter(|n| *n > 0);
     let (topic, limit) = match words.as_slice() {
         [] => (None, DEFAULT_INBOX_LINES),
@@ -277,6 +293,7 @@ fn parse_inbox(args: &str) -> Result<Command, CommandError> {
     Ok(Command::Inbox {
         topic: topic.map(str::to_owned),
         limit,
+        before,
     })
 }
 
@@ -321,17 +338,40 @@ mod tests {
             parse("/inbox").unwrap(),
             Command::Inbox {
                 topic: None,
-                limit: DEFAULT_INBOX_LINES
+                limit: DEFAULT_INBOX_LINES,
+                before: None,
             }
         );
-        assert_eq!(parse("/inbox 5").unwrap(), Command::Inbox { topic: None, limit: 5 });
+        assert_eq!(
+            parse("/inbox 5").unwrap(),
+            Command::Inbox {
+                topic: None,
+                limit: 5,
+                before: None
+            }
+        );
         assert_eq!(
             parse("/inbox news 3").unwrap(),
             Command::Inbox {
                 topic: Some("news".into()),
-                limit: 3
+                limit: 3,
+                before: None,
             }
         );
+        let cursor = format!("{:016x}{}", 5u64, "ab".repeat(32));
+        assert_eq!(
+            parse(&format!("/inbox news 3 --before {cursor}")).unwrap(),
+            Command::Inbox {
+                topic: Some("news".into()),
+                limit: 3,
+                before: Some(cursor),
+            }
+        );
+        assert!(parse("/inbox news --before nope")
+            .unwrap_err()
+            .to_string()
+            .contains("cursor"));
+        assert!(parse("/inbox --before").is_err());
         assert_eq!(parse("/peers").unwrap(), Command::Peers);
         assert_eq!(parse("/topics").unwrap(), Command::Topics);
         assert_eq!(parse("/whoami").unwrap(), Command::Whoami);

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commands::{self, Command, HELP};
 use crate::event::Event;
-use crate::node::Node;
+use crate::node::{InboxPage, Node};
 use crate::reply::NodeError;
+use crate::store::Cursor;
 
 /// Longest stdin line read; a longer one is answered with an error and skipped.
 const MAX_LINE_BYTES: usize = crate::envelope::MAX_MESSAGE_BYTES + 1024;
@@ -321,11 +322,21 @@ impl Console {
                 .pending()
                 .await
                 .map(|(dms, publishes)| Some(Event::Pending { dms, publishes })),
-            Command::Inbox { topic, limit } => self
-                .node
-                .inbox(topic.as_deref(), None, limit)
-                .await
-                .map(|messages| Some(Event::Inbox { messages })),
+            Command::Inbox { topic, limit, before } => {
+                let page = InboxPage {
+                    topic,
+                    before: before.as_deref().and_then(Cursor::from_hex),
+                    limit,
+                    ..InboxPage::default()
+                };
+                self.node.inbox_page(&page).await.map(|messages| {
+                    // A full page may have older messages before it.
+                    let before = (messages.len() == limit)
+                        .then(|| messages.iter().map(|m| m.cursor.clone()).min())
+                        .flatten();
+                    Some(Event::Inbox { messages, before })
+                })
+            }
             Command::Peers => self.node.peers().await.map(|peers| Some(Event::Peers { peers })),
             Command::Topics => self.node.topic_peers().await.map(|counts| {
                 Some(Event::Topics {

@@ -45,6 +45,12 @@ pub enum Purpose {
     /// A direct message in transit (or in the sender's outbox), sealed under
     /// the sender–recipient pair key; the topic id field binds the recipient.
     Direct = 3,
+    /// A topic's control message (a member announcing itself), sealed under
+    /// the topic key like a message, never shown as one.
+    Control = 4,
+    /// A control message from one member to another (a rekey, an invitation,
+    /// a request for the current epoch), sealed as a direct message is.
+    DirectControl = 5,
 }
 
 impl Purpose {
@@ -54,6 +60,8 @@ impl Purpose {
             1 => Some(Self::Topic),
             2 => Some(Self::DirectRecord),
             3 => Some(Self::Direct),
+            4 => Some(Self::Control),
+            5 => Some(Self::DirectControl),
             _ => None,
         }
     }

@@ -27,6 +27,10 @@ pub struct InboxItem {
     /// How it reached this node: `"gossip"`, `"sync"` (catch-up), `"direct"`
     /// (a DM) or `"local"` (this node wrote it).
     pub via: String,
+    /// Its place in the inbox, opaque: pass a page's smallest as `before`
+    /// to read the page before it, its largest as `after` for the one after.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cursor: String,
 }
 
 /// A direct message waiting in the outbox for its recipient.
@@ -249,6 +253,10 @@ pub enum Event {
     Inbox {
         /// Oldest first.
         messages: Vec<InboxItem>,
+        /// When the page was full: the cursor to read the page before it
+        /// (`/inbox … --before CURSOR`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
     },
     /// Answer to `/peers`.
     Peers {
@@ -398,14 +406,15 @@ impl Event {
                 }))
                 .collect::<Vec<_>>()
                 .join("\n"),
-            Event::Inbox { messages } if messages.is_empty() => "inbox is empty".into(),
-            Event::Inbox { messages } => messages
+            Event::Inbox { messages, .. } if messages.is_empty() => "inbox is empty".into(),
+            Event::Inbox { messages, before } => messages
                 .iter()
                 .map(|m| match (&m.topic, &m.to) {
                     (Some(t), _) => format!("[{t}] {}: {}", m.from, m.msg),
                     (None, Some(to)) => format!("[dm to {}] {}: {}", short(to), m.from, m.msg),
                     (None, None) => format!("[dm] {}: {}", m.from, m.msg),
                 })
+                .chain(before.iter().map(|c| format!("(older: add --before {c})")))
                 .collect::<Vec<_>>()
                 .join("\n"),
             Event::Peers { peers } if peers.is_empty() => "no peers connected".into(),

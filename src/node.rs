@@ -26,7 +26,7 @@ use crate::network::behaviour::{Behaviour, Settings};
 use crate::network::{EventLoop, Request};
 use crate::reply::DmRecord;
 use crate::reply::{DmOutcome, NodeError, Published, TopicPeers, Whoami};
-use crate::store::{InboxQuery, Store};
+use crate::store::{Cursor, InboxQuery, Store};
 use crate::vault::{ensure_private_dir, Vault};
 use prometheus_client::registry::Registry;
 
@@ -53,6 +53,21 @@ pub struct Node {
     name: String,
     /// Every metric of this node (murmur's and libp2p's), for `--metrics`.
     registry: Arc<Registry>,
+}
+
+/// Which page of the inbox [`Node::inbox_page`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct InboxPage {
+    /// Only this topic (all its epochs).
+    pub topic: Option<String>,
+    /// Only messages with a sender timestamp at or after this (unix ms).
+    pub since: Option<u64>,
+    /// Walk back: only messages before this cursor.
+    pub before: Option<Cursor>,
+    /// Walk forward: only messages after this cursor (the oldest of them).
+    pub after: Option<Cursor>,
+    /// At most this many.
+    pub limit: usize,
 }
 
 /// Checks a display name: 1 to 64 bytes, no control characters.
@@ -385,6 +400,25 @@ impl Node {
         since: Option<u64>,
         limit: usize,
     ) -> Result<Vec<InboxItem>, NodeError> {
+        let page = InboxPage {
+            topic: topic.map(str::to_owned),
+            since,
+            limit,
+            ..InboxPage::default()
+        };
+        self.inbox_page(&page).await
+    }
+
+    /// Reads one page of the inbox, oldest first: the newest `limit`
+    /// messages, or, with `before`, the newest before that cursor (walking
+    /// back), or, with `after`, the oldest after it (walking forward). Every
+    /// item carries its cursor; a page's smallest is where the next page back
+    /// starts. Messages of every epoch of a topic are read.
+    ///
+    /// # Errors
+    /// A bad topic name, a topic never subscribed, or a store failure.
+    pub async fn inbox_page(&self, page: &InboxPage) -> Result<Vec<InboxItem>, NodeError> {
+        let (topic, since, limit) = (page.topic.as_deref(), page.since, page.limit);
         let topics = match topic {
             Some(t) => {
                 validate_topic(t)?;
@@ -399,14 +433,26 @@ impl Node {
         };
         let rows = self
             .store
-            .query(InboxQuery { topics, since, limit })
+            .query(InboxQuery {
+                topics,
+                since,
+                before: page.before,
+                after: page.after,
+                limit,
+            })
             .await
             .map_err(|e| NodeError::Store(e.to_string()))?;
         let keyring = self.keyring.read().expect("keyring lock");
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
             match open_stored(&keyring, row.purpose, &row.envelope, row.via.as_str()) {
-                Some(item) => items.push(item),
+                Some((item, seq)) => items.push((
+                    InboxItem {
+                        cursor: Cursor { ts: row.ts, id: row.id }.to_hex(),
+                        ..item
+                    },
+                    seq,
+                )),
                 None => tracing::warn!(id = hex::encode(row.id), "an inbox record does not open; skipped"),
             }
         }
@@ -471,6 +517,7 @@ fn open_stored(keyring: &Keyring, purpose: Purpose, bytes: &[u8], via: &str) -> 
                     id: envelope.id(),
                     ts: envelope.ts,
                     via: via.into(),
+                    cursor: String::new(),
                 },
                 payload.seq,
             ))
@@ -492,11 +539,12 @@ fn open_stored(keyring: &Keyring, purpose: Purpose, bytes: &[u8], via: &str) -> 
                     id: envelope.id(),
                     ts: envelope.ts,
                     via: via.into(),
+                    cursor: String::new(),
                 },
                 payload.seq,
             ))
         }
         // Only in transit and in the outbox, never in the inbox.
-        Purpose::Direct => None,
+        Purpose::Direct | Purpose::Control | Purpose::DirectControl => None,
     }
 }

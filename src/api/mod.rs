@@ -23,8 +23,9 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Event, InboxItem, PeerSummary};
-use crate::node::Node;
+use crate::event::{Event, PeerSummary};
+use crate::node::{InboxPage, Node};
+use crate::store::Cursor;
 pub use error::ApiError;
 
 /// Largest request body accepted; a message itself is limited to 64 KiB (413 beyond).
@@ -218,6 +219,12 @@ struct InboxParams {
     since: Option<u64>,
     #[serde(default)]
     limit: Option<usize>,
+    /// Walk back from this cursor (an item's `cursor`).
+    #[serde(default)]
+    before: Option<String>,
+    /// Walk forward from this cursor.
+    #[serde(default)]
+    after: Option<String>,
     /// Accepted here so `?token=` can ride along on any URL.
     #[serde(default)]
     #[allow(dead_code)]
@@ -337,12 +344,30 @@ async fn outbox(State(state): State<ApiState>) -> Result<Json<OutboxResponse>, A
     Ok(Json(OutboxResponse { dms, publishes }))
 }
 
+/// The response headers that name the next pages of an inbox page: the
+/// cursor to pass as `before` (its oldest item) and as `after` (its newest).
+const NEXT_BEFORE: &str = "x-murmur-before";
+const NEXT_AFTER: &str = "x-murmur-after";
+
 async fn inbox(
     State(state): State<ApiState>,
     Path(user): Path<String>,
     Query(params): Query<InboxParams>,
-) -> Result<Json<Vec<InboxItem>>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     state.check_user(&user)?;
+    let cursor = |name: &str, text: &Option<String>| -> Result<Option<Cursor>, ApiError> {
+        text.as_deref()
+            .map(|t| {
+                Cursor::from_hex(t).ok_or_else(|| {
+                    ApiError::bad_request(format!("{name} is not a cursor (an inbox item's \"cursor\")"))
+                })
+            })
+            .transpose()
+    };
+    let (before, after) = (cursor("before", &params.before)?, cursor("after", &params.after)?);
+    if before.is_some() && after.is_some() {
+        return Err(ApiError::bad_request("give before or after, not both"));
+    }
     let limit = params.limit.unwrap_or(DEFAULT_INBOX_LIMIT);
     if limit == 0 || limit > MAX_INBOX_LIMIT {
         return Err(ApiError::bad_request(format!(
@@ -352,9 +377,22 @@ async fn inbox(
     if params.since.is_some_and(|s| s > i64::MAX as u64) {
         return Err(ApiError::bad_request("since is out of range"));
     }
-    Ok(Json(
-        state.node.inbox(params.topic.as_deref(), params.since, limit).await?,
-    ))
+    let page = InboxPage {
+        topic: params.topic,
+        since: params.since,
+        before,
+        after,
+        limit,
+    };
+    let items = state.node.inbox_page(&page).await?;
+    let mut headers = axum::http::HeaderMap::new();
+    let cursors = items.iter().map(|i| i.cursor.as_str());
+    for (name, cursor) in [(NEXT_BEFORE, cursors.clone().min()), (NEXT_AFTER, cursors.max())] {
+        if let Some(value) = cursor.and_then(|c| axum::http::HeaderValue::from_str(c).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    Ok((headers, Json(items)))
 }
 
 async fn subscriptions(State(state): State<ApiState>, Path(user): Path<String>) -> Result<Json<Vec<String>>, ApiError> {

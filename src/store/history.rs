@@ -24,6 +24,24 @@ pub struct Cursor {
     pub id: [u8; 32],
 }
 
+impl Cursor {
+    /// The opaque text form clients page with: the timestamp (16 hex
+    /// digits, big-endian) then the id (64), so that texts sort as cursors do.
+    pub fn to_hex(&self) -> String {
+        format!("{:016x}{}", self.ts, hex::encode(self.id))
+    }
+
+    /// Parses [`Cursor::to_hex`]'s form.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 80 {
+            return None;
+        }
+        let ts = u64::from_str_radix(text.get(..16)?, 16).ok()?;
+        let id = hex::decode(text.get(16..)?).ok()?.try_into().ok()?;
+        Some(Self { ts, id })
+    }
+}
+
 /// The first bytes of a message id, as carried in a have set.
 pub fn short_id(id: &[u8; 32]) -> [u8; SHORT_ID_LEN] {
     id[..SHORT_ID_LEN].try_into().expect("8 bytes")

@@ -150,14 +150,20 @@ pub struct StoredMessage {
     pub via: Via,
 }
 
-/// What to read from the inbox.
+/// What to read from the inbox: user messages (topic messages and direct
+/// message records, never control messages), in (ts, id) order.
 #[derive(Debug, Clone, Default)]
 pub struct InboxQuery {
     /// Only messages of these topic ids (`None`: every message, direct ones included).
     pub topics: Option<Vec<[u8; 32]>>,
     /// Only messages with a sender timestamp at or after this (unix ms).
     pub since: Option<u64>,
-    /// At most this many, the most recent ones (returned oldest first).
+    /// Only messages before this position: the page walks back from it.
+    pub before: Option<Cursor>,
+    /// Only messages after this position: the page walks forward from it
+    /// (the oldest `limit` of them, where otherwise the newest).
+    pub after: Option<Cursor>,
+    /// At most this many (returned oldest first).
     pub limit: usize,
 }
 

@@ -29,7 +29,8 @@ pub(super) fn open_connection(path: &PathBuf) -> Result<Connection, StoreError> 
              envelope BLOB NOT NULL,
              UNIQUE (ts, id)
          );
-         CREATE INDEX IF NOT EXISTS messages_topic_ts ON messages (topic_id, ts);
+         DROP INDEX IF EXISTS messages_topic_ts;
+         CREATE INDEX IF NOT EXISTS messages_topic_ts_id ON messages (topic_id, ts, id);
          CREATE TABLE IF NOT EXISTS client_ids (key BLOB PRIMARY KEY, msg_id BLOB NOT NULL) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS outbox (

@@ -248,7 +248,12 @@ impl StoreThread {
     }
 
     fn query(&self, q: &InboxQuery) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut sql = String::from("SELECT id, purpose, ts, envelope, via FROM messages WHERE ts >= ?1");
+        let mut sql = format!(
+            "SELECT id, purpose, ts, envelope, via FROM messages WHERE ts >= ?1 AND purpose IN ({}, {})",
+            Purpose::Topic as u8,
+            Purpose::DirectRecord as u8
+        );
+        let mut values: Vec<rusqlite::types::Value> = vec![(q.since.unwrap_or(0) as i64).into()];
         if let Some(topics) = &q.topics {
             if topics.is_empty() {
                 return Ok(Vec::new());
@@ -256,14 +261,26 @@ impl StoreThread {
             sql.push_str(" AND topic_id IN (");
             sql.push_str(&vec!["?"; topics.len()].join(","));
             sql.push(')');
+            for t in topics {
+                values.push(t.to_vec().into());
+            }
         }
-        sql.push_str(" ORDER BY ts DESC, rowid DESC LIMIT ");
+        for (cursor, op) in [(q.before, "<"), (q.after, ">")] {
+            if let Some(c) = cursor {
+                sql.push_str(&format!(" AND (ts, id) {op} (?, ?)"));
+                values.push((c.ts as i64).into());
+                values.push(c.id.to_vec().into());
+            }
+        }
+        // Walking forward: the oldest after the cursor; otherwise the newest.
+        let forward = q.after.is_some() && q.before.is_none();
+        sql.push_str(if forward {
+            " ORDER BY ts, id LIMIT "
+        } else {
+            " ORDER BY ts DESC, id DESC LIMIT "
+        });
         sql.push_str(&q.limit.to_string());
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut values: Vec<rusqlite::types::Value> = vec![(q.since.unwrap_or(0) as i64).into()];
-        for t in q.topics.iter().flatten() {
-            values.push(t.to_vec().into());
-        }
         let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
             let id: Vec<u8> = r.get(0)?;
             let purpose: u8 = r.get(1)?;
@@ -290,7 +307,9 @@ impl StoreThread {
                 via: Via::from_byte(via),
             });
         }
-        out.reverse();
+        if !forward {
+            out.reverse();
+        }
         Ok(out)
     }
 
