@@ -24,6 +24,7 @@ fn insert(id: [u8; 32], topic: u8, ts: u64, done: Option<oneshot::Sender<Result<
         client_key: None,
         event: None,
         done,
+        member: None,
     }
 }
 
@@ -115,20 +116,23 @@ fn page_read(c: &mut Criterion) {
         ts: rows / 2,
         id: [0; 32],
     };
-    group.bench_function(format!("100-message page of one topic before a cursor, from {rows}"), |b| {
-        b.iter(|| {
-            let page = rt
-                .block_on(store.query(InboxQuery {
-                    topics: Some(vec![[1; 32]]),
-                    before: Some(cursor),
-                    limit: 100,
-                    ..InboxQuery::default()
-                }))
-                .unwrap();
-            assert_eq!(page.len(), 100);
-            page
-        })
-    });
+    group.bench_function(
+        format!("100-message page of one topic before a cursor, from {rows}"),
+        |b| {
+            b.iter(|| {
+                let page = rt
+                    .block_on(store.query(InboxQuery {
+                        topics: Some(vec![[1; 32]]),
+                        before: Some(cursor),
+                        limit: 100,
+                        ..InboxQuery::default()
+                    }))
+                    .unwrap();
+                assert_eq!(page.len(), 100);
+                page
+            })
+        },
+    );
     group.finish();
 }
 

@@ -136,6 +136,11 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub passphrase_file: Option<PathBuf>,
 
+    /// How long a topic's epoch left behind by a rekey is still read, in
+    /// seconds (tests; default 600)
+    #[arg(long, hide = true, value_name = "SECONDS", default_value_t = 600)]
+    pub rekey_grace: u64,
+
     /// Benchmark baseline: no encryption and no inbox (used by `murmur bench --plain --procs`)
     #[arg(long, hide = true)]
     pub bench_plain: bool,
@@ -241,6 +246,7 @@ impl Cli {
             },
             sync_interval: (self.sync_interval > 0).then(|| std::time::Duration::from_secs(self.sync_interval)),
             dm_expiry: std::time::Duration::from_secs(self.dm_expiry),
+            rekey_grace: std::time::Duration::from_secs(self.rekey_grace),
             durability: match self.sync_writes {
                 SyncWrites::Normal => crate::config::Durability::Network,
                 SyncWrites::Full => crate::config::Durability::Full,

@@ -24,8 +24,13 @@ commands:
   /inbox [TOPIC] [N] [--before CURSOR]
                         the last N (default 20) stored messages, oldest first;
                         with --before, the N before that cursor (walk back)
+  /members TOPIC        the members of a topic's current epoch
+  /rekey TOPIC [--remove PEER]...
+                        move a topic to a new epoch, sent end to end to every
+                        member but the removed ones (they read nothing after it)
+  /invite TOPIC PEER    send a topic's current epoch end to end to a peer, who joins it
   /peers                connected peers and their names
-  /topics               subscribed topics
+  /topics               subscribed topics (and their epochs)
   /pending              direct messages in the outbox and publishes waiting for a peer
   /whoami               this node's name, peer id and addresses
   /help                 this text
@@ -75,6 +80,25 @@ pub enum Command {
         limit: usize,
         /// Only messages before this cursor (80 hex digits, checked here).
         before: Option<String>,
+    },
+    /// `/members TOPIC`.
+    Members {
+        /// The topic.
+        topic: String,
+    },
+    /// `/rekey TOPIC [--remove PEER]...`.
+    Rekey {
+        /// The topic.
+        topic: String,
+        /// Peers (ids or names) to remove.
+        remove: Vec<String>,
+    },
+    /// `/invite TOPIC PEER`.
+    Invite {
+        /// The topic.
+        topic: String,
+        /// The peer (id or name).
+        peer: String,
     },
     /// `/peers`.
     Peers,
@@ -244,6 +268,44 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             })
         }
         "inbox" => parse_inbox(args),
+        "members" => {
+            let topic = args.trim();
+            if topic.is_empty() || topic.contains(char::is_whitespace) {
+                return Err(CommandError::Usage("/members TOPIC"));
+            }
+            validate_topic(topic)?;
+            Ok(Command::Members {
+                topic: topic.to_owned(),
+            })
+        }
+        "rekey" => {
+            const USAGE: &str = "/rekey TOPIC [--remove PEER]...";
+            let mut words = args.split_whitespace();
+            let topic = words.next().ok_or(CommandError::Usage(USAGE))?;
+            validate_topic(topic)?;
+            let mut remove = Vec::new();
+            while let Some(word) = words.next() {
+                match (word, words.next()) {
+                    ("--remove", Some(peer)) => remove.push(peer.to_owned()),
+                    _ => return Err(CommandError::Usage(USAGE)),
+                }
+            }
+            Ok(Command::Rekey {
+                topic: topic.to_owned(),
+                remove,
+            })
+        }
+        "invite" => {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            let [topic, peer] = words.as_slice() else {
+                return Err(CommandError::Usage("/invite TOPIC PEER"));
+            };
+            validate_topic(topic)?;
+            Ok(Command::Invite {
+                topic: (*topic).to_owned(),
+                peer: (*peer).to_owned(),
+            })
+        }
         "peers" => no_args(args, Command::Peers, "/peers"),
         "topics" => no_args(args, Command::Topics, "/topics"),
         "pending" | "outbox" => no_args(args, Command::Pending, "/pending"),
@@ -404,6 +466,35 @@ mod tests {
         assert_eq!(parse("/sub").unwrap_err().to_string(), "usage: /sub TOPIC [SECRET]");
         assert_eq!(parse("/dm bob").unwrap_err().to_string(), "usage: /dm PEER MESSAGE");
         assert!(parse("/inbox news x").unwrap_err().to_string().contains("\"x\""));
+        assert_eq!(
+            parse("/members news").unwrap(),
+            Command::Members { topic: "news".into() }
+        );
+        assert!(parse("/members").is_err());
+        assert_eq!(
+            parse("/rekey news --remove dave --remove 12D3KooWX").unwrap(),
+            Command::Rekey {
+                topic: "news".into(),
+                remove: vec!["dave".into(), "12D3KooWX".into()],
+            }
+        );
+        assert_eq!(
+            parse("/rekey news").unwrap(),
+            Command::Rekey {
+                topic: "news".into(),
+                remove: vec![],
+            }
+        );
+        assert!(parse("/rekey news dave").is_err());
+        assert!(parse("/rekey news --remove").is_err());
+        assert_eq!(
+            parse("/invite news erin").unwrap(),
+            Command::Invite {
+                topic: "news".into(),
+                peer: "erin".into(),
+            }
+        );
+        assert!(parse("/invite news").is_err());
         assert!(parse("/inbox a b c").is_err());
         assert!(parse("/peers now").is_err());
         assert!(matches!(

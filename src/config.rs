@@ -56,6 +56,8 @@ pub struct Config {
     pub dm_expiry: Duration,
     /// How durable inbox commits are (see [`Durability`]).
     pub durability: Durability,
+    /// How long a topic's epoch left behind by a rekey is still read.
+    pub rekey_grace: Duration,
 }
 
 /// Default of [`Config::sync_interval`].
@@ -88,6 +90,7 @@ impl Config {
             sync_interval: Some(DEFAULT_SYNC_INTERVAL),
             dm_expiry: DEFAULT_DM_EXPIRY,
             durability: Durability::default(),
+            rekey_grace: crate::network::DEFAULT_GRACE,
         }
     }
 

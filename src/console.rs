@@ -338,11 +338,24 @@ impl Console {
                 })
             }
             Command::Peers => self.node.peers().await.map(|peers| Some(Event::Peers { peers })),
+            Command::Members { topic } => self
+                .node
+                .members(&topic)
+                .await
+                .map(|(epoch, members)| Some(Event::Members { topic, epoch, members })),
+            // The `rekeyed` event says it is done.
+            Command::Rekey { topic, remove } => self.node.rekey(&topic, &remove).await.map(|_| None),
+            Command::Invite { topic, peer } => self.node.invite(&topic, &peer).await.map(|()| {
+                Some(Event::Notice {
+                    text: format!("invitation to {topic} sent to {peer} (end to end; retried until it arrives)"),
+                })
+            }),
             Command::Topics => self.node.topic_peers().await.map(|counts| {
                 Some(Event::Topics {
                     topics: self.node.topics(),
                     peers: counts.subscribed,
                     mesh: counts.mesh,
+                    epochs: counts.epochs,
                 })
             }),
             Command::Whoami => self.node.whoami().await.map(|w| {

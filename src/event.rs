@@ -68,6 +68,18 @@ pub struct PeerSummary {
     pub relayed: bool,
 }
 
+/// A member of a topic's current epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSummary {
+    /// Its peer id.
+    pub peer: String,
+    /// Its display name, as it signed it.
+    pub name: String,
+    /// Whether it is this node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub me: bool,
+}
+
 /// Everything a node reports. Serialized as `{"event":"<snake_case name>", …fields}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -242,6 +254,46 @@ pub enum Event {
         /// Envelopes this node served to the peer.
         sent: u64,
     },
+    /// A topic moved to a new epoch (a member rekeyed it): this node publishes
+    /// in it from now on; the previous epoch is read for a grace period.
+    Rekeyed {
+        /// Topic name.
+        topic: String,
+        /// The new epoch.
+        epoch: u32,
+        /// Who rekeyed (peer id).
+        by: String,
+        /// Peer ids removed by this rekey.
+        removed: Vec<String>,
+    },
+    /// A member invited this node into a topic: it is subscribed now.
+    Invited {
+        /// Topic name.
+        topic: String,
+        /// Who invited (peer id).
+        by: String,
+        /// The epoch joined.
+        epoch: u32,
+    },
+    /// A peer was seen as a member of a topic for the first time (it
+    /// announced itself, or a message of its arrived).
+    MemberJoined {
+        /// Topic name.
+        topic: String,
+        /// Its peer id.
+        peer: String,
+        /// Its display name, as it signed it.
+        name: String,
+    },
+    /// Answer to `/members`.
+    Members {
+        /// Topic name.
+        topic: String,
+        /// The current epoch.
+        epoch: u32,
+        /// The members of the current epoch.
+        members: Vec<MemberSummary>,
+    },
     /// Answer to `/pending`.
     Pending {
         /// Direct messages in the outbox.
@@ -273,6 +325,9 @@ pub enum Event {
         /// Gossipsub mesh size per topic.
         #[serde(default)]
         mesh: std::collections::BTreeMap<String, usize>,
+        /// The current epoch per topic (0 until a member rekeys it).
+        #[serde(default)]
+        epochs: std::collections::BTreeMap<String, u32>,
     },
     /// Answer to `/whoami`.
     Whoami {
@@ -390,6 +445,33 @@ impl Event {
                     _ => format!("caught up on {topic} with {who}: {received} received, {sent} sent"),
                 }
             }
+            Event::Rekeyed {
+                topic,
+                epoch,
+                by,
+                removed,
+            } => {
+                let mut s = format!("{topic} moved to epoch {epoch} (rekeyed by {})", short_peer(by));
+                if !removed.is_empty() {
+                    let names: Vec<String> = removed.iter().map(|p| short_peer(p)).collect();
+                    s.push_str(&format!("; removed: {}", names.join(", ")));
+                }
+                s
+            }
+            Event::Invited { topic, by, epoch } => {
+                format!("{} invited this node into {topic} (epoch {epoch}): subscribed", short_peer(by))
+            }
+            Event::MemberJoined { topic, peer, name } => {
+                format!("{name} ({}) is a member of {topic}", short_peer(peer))
+            }
+            Event::Members { topic, epoch, members } => {
+                let mut s = format!("{topic}, epoch {epoch}: {} member(s)", members.len());
+                for m in members {
+                    let me = if m.me { " (this node)" } else { "" };
+                    s.push_str(&format!("\n  {} {}{me}", m.name, m.peer));
+                }
+                s
+            }
             Event::Pending { dms, publishes } if dms.is_empty() && publishes.is_empty() => "nothing pending".into(),
             Event::Pending { dms, publishes } => publishes
                 .iter()
@@ -427,11 +509,19 @@ impl Event {
                 .collect::<Vec<_>>()
                 .join("\n"),
             Event::Topics { topics, .. } if topics.is_empty() => "no subscriptions".into(),
-            Event::Topics { topics, peers, mesh } => topics
+            Event::Topics {
+                topics,
+                peers,
+                mesh,
+                epochs,
+            } => topics
                 .iter()
                 .map(|t| {
                     let (p, m) = (peers.get(t).copied().unwrap_or(0), mesh.get(t).copied().unwrap_or(0));
-                    format!("{t} ({p} peers, {m} in mesh)")
+                    match epochs.get(t).copied().unwrap_or(0) {
+                        0 => format!("{t} ({p} peers, {m} in mesh)"),
+                        e => format!("{t} (epoch {e}, {p} peers, {m} in mesh)"),
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),

@@ -74,9 +74,16 @@ pub struct TopicEntry {
     pub key: Key,
     /// Whether the secret was the name itself (anyone who knows the name can read).
     pub open: bool,
-    /// Whether the node is subscribed now. Keys of left topics are kept so
-    /// their inbox messages stay readable.
+    /// Whether the node is subscribed now. Keys of left topics (and of a
+    /// topic's earlier epochs) are kept so their inbox messages stay readable.
     pub subscribed: bool,
+    /// The topic's epoch these keys belong to: 0 for the keys derived from
+    /// the typed secret, then one more at each rekey.
+    #[serde(default)]
+    pub epoch: u32,
+    /// Peer ids removed from the topic up to this epoch.
+    #[serde(default)]
+    pub removed: Vec<String>,
 }
 
 impl TopicEntry {
@@ -87,6 +94,8 @@ impl TopicEntry {
             key: keys.key,
             open,
             subscribed,
+            epoch: 0,
+            removed: Vec::new(),
         }
     }
 
@@ -177,6 +186,30 @@ impl Keyring {
             t.subscribed = false;
         }
         self.topics.insert(keys.id, TopicEntry::new(name, keys, open, true));
+        self.save().inspect_err(|_| self.topics = before)
+    }
+
+    /// Records a subscription to `epoch` of a topic (from a rekey or an
+    /// invitation), with the peers removed so far, leaving every other epoch
+    /// of the name (kept, so its messages stay readable), and saves.
+    ///
+    /// # Errors
+    /// When the keyring cannot be written; the in-memory state is then unchanged.
+    pub fn join_epoch(
+        &mut self,
+        name: &str,
+        keys: &TopicKeys,
+        epoch: u32,
+        removed: Vec<String>,
+    ) -> Result<(), KeyringError> {
+        let before = self.topics.clone();
+        for t in self.topics.values_mut().filter(|t| t.name == name) {
+            t.subscribed = false;
+        }
+        let mut entry = TopicEntry::new(name, keys, false, true);
+        entry.epoch = epoch;
+        entry.removed = removed;
+        self.topics.insert(keys.id, entry);
         self.save().inspect_err(|_| self.topics = before)
     }
 

@@ -23,6 +23,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod crypto;
 pub mod doctor;
 pub mod envelope;

@@ -379,6 +379,37 @@ impl Node {
         self.call(|reply| Request::Mesh { reply }).await
     }
 
+    /// The current epoch of `topic` and its members.
+    ///
+    /// # Errors
+    /// A bad topic name, a topic not subscribed, or a stopped node.
+    pub async fn members(&self, topic: &str) -> Result<(u32, Vec<crate::event::MemberSummary>), NodeError> {
+        let topic = topic.to_owned();
+        self.call(|reply| Request::Members { topic, reply }).await?
+    }
+
+    /// Moves `topic` to a new epoch, whose keys go end to end to every member
+    /// but `remove` (peer ids or names); returns the new epoch. The removed
+    /// read nothing published from now on.
+    ///
+    /// # Errors
+    /// A bad topic name, a topic not subscribed, an unknown peer, or a
+    /// keyring write failure.
+    pub async fn rekey(&self, topic: &str, remove: &[String]) -> Result<u32, NodeError> {
+        let (topic, remove) = (topic.to_owned(), remove.to_vec());
+        self.call(|reply| Request::Rekey { topic, remove, reply }).await?
+    }
+
+    /// Sends the current epoch of `topic` end to end to `peer` (a peer id or
+    /// a connected peer's name), who joins it.
+    ///
+    /// # Errors
+    /// A bad topic name, a topic not subscribed, an unknown peer.
+    pub async fn invite(&self, topic: &str, peer: &str) -> Result<(), NodeError> {
+        let (topic, peer) = (topic.to_owned(), peer.to_owned());
+        self.call(|reply| Request::Invite { topic, peer, reply }).await?
+    }
+
     /// Subscribed topic names, sorted.
     pub fn topics(&self) -> Vec<String> {
         self.keyring

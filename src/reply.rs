@@ -122,4 +122,6 @@ pub struct TopicPeers {
     pub subscribed: BTreeMap<String, usize>,
     /// Of those, the ones in our mesh (full-message peers), by topic name.
     pub mesh: BTreeMap<String, usize>,
+    /// The current epoch of each topic, by topic name.
+    pub epochs: BTreeMap<String, u32>,
 }

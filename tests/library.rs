@@ -83,6 +83,7 @@ async fn the_store_keeps_a_duplicate_once_and_reports_it_once() {
         client_key: None,
         event: Some(Event::Error { error: body.into() }),
         done: None,
+        member: None,
     };
     let (done1, r1) = tokio::sync::oneshot::channel();
     let (done2, r2) = tokio::sync::oneshot::channel();
@@ -145,6 +146,7 @@ fn numbered_insert(i: u64, size: usize, done: tokio::sync::oneshot::Sender<Resul
         client_key: None,
         event: None,
         done: Some(done),
+        member: None,
     }
 }
 

@@ -59,6 +59,7 @@ async fn a_hundred_thousand_messages_walked_back_page_by_page_come_once_each_in_
                 client_key: None,
                 event: None,
                 done: Some(tx),
+                member: None,
             })
             .await
             .unwrap();

@@ -315,6 +315,7 @@ impl EventLoop {
         for result in opened {
             match result {
                 Ok(insert) => {
+                    self.note_member(&insert);
                     let (done, rx) = oneshot::channel();
                     let insert = crate::store::Insert {
                         done: Some(done),

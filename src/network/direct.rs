@@ -73,13 +73,13 @@ impl EventLoop {
         let opened = match envelope {
             Err(_) => Err(("malformed", "malformed envelope")),
             Ok(e) if e.sender != peer => Err(("forged_sender", "sender is not the connected peer")),
-            Ok(e) if e.purpose != Purpose::Direct || e.topic_id != ours => {
+            Ok(e) if !matches!(e.purpose, Purpose::Direct | Purpose::DirectControl) || e.topic_id != ours => {
                 Err(("misaddressed", "not a direct message for this node"))
             }
             Ok(e) if !fresh(e.ts, now_ms()) => Err(("stale", "timestamp out of the accepted window")),
             Ok(e) => match self.pair_key(&peer) {
                 Some(key) => e
-                    .open(&key, Purpose::Direct, &ours)
+                    .open(&key, e.purpose, &ours)
                     .map(|p| (e, p))
                     .map_err(|_| ("decrypt_failed", "does not open with our pair key")),
                 None => Err(("decrypt_failed", "sender has no ed25519 key")),
@@ -100,6 +100,23 @@ impl EventLoop {
                 return;
             }
         };
+        if envelope.purpose == Purpose::DirectControl {
+            // A membership control message: acted on (and written to the
+            // keyring) before the acknowledgement; never shown as a DM.
+            let result = match crate::control::DirectControl::from_body(&payload.body) {
+                Some(control) => self.on_control(peer, control),
+                None => {
+                    self.metrics.drop("malformed");
+                    Err("not a control message".to_owned())
+                }
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .dm
+                .send_response(channel, DmResponse { id, result });
+            return;
+        }
         let record = DmRecord {
             msg: payload.body.clone(),
             to: None,
@@ -162,6 +179,7 @@ impl EventLoop {
             client_key: None,
             event: Some(event),
             done: None,
+            member: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::envelope::{Envelope, Purpose};
 use crate::event::Event;
 use crate::keyring::TopicEntry;
 use crate::signed::{FrameError, Unverified};
-use crate::store::{Insert, Via};
+use crate::store::{Insert, Member, Via};
 
 /// Gossip messages received and not yet validated (see `EventLoop::run`).
 #[derive(Default)]
@@ -93,6 +93,7 @@ impl EventLoop {
             let acceptance = match verdict {
                 Ok(insert) => {
                     if let Some(insert) = insert {
+                        self.note_member(&insert);
                         if self.store.insert(insert).await.is_err() {
                             tracing::error!("inbox closed; message not stored");
                         }
@@ -176,33 +177,62 @@ impl EventLoop {
             self.metrics.drop("stale");
             return Err("timestamp out of the accepted window");
         }
-        let payload = match envelope.open(&entry.key, Purpose::Topic, &entry.id) {
+        // A message, or a member's announcement (a control message).
+        let purpose = match envelope.purpose {
+            Purpose::Control => Purpose::Control,
+            _ => Purpose::Topic,
+        };
+        let payload = match envelope.open(&entry.key, purpose, &entry.id) {
             Ok(p) => p,
             Err(_) => {
                 self.metrics.drop("decrypt_failed");
                 return Err("does not open with the topic key");
             }
         };
-        let event = Event::Message {
-            topic: entry.name.clone(),
-            from: payload.name,
-            peer: envelope.sender.to_string(),
-            msg: payload.body,
-            id: envelope.id(),
-            ts: envelope.ts,
-            via: via.as_str().into(),
+        // An epoch left behind by a rekey is still read for a grace period,
+        // but not from the peers that rekey removed.
+        if !entry.subscribed && self.removed_from(&entry.name, &envelope.sender) {
+            self.metrics.drop("removed_member");
+            return Err("its author was removed from the topic");
+        }
+        let peer = envelope.sender.to_string();
+        let member = Member {
+            peer: peer.clone(),
+            name: payload.name.clone(),
+            event: Some(Event::MemberJoined {
+                topic: entry.name.clone(),
+                peer: peer.clone(),
+                name: payload.name.clone(),
+            }),
+        };
+        let event = match purpose {
+            Purpose::Control if crate::control::TopicControl::from_body(&payload.body).is_none() => {
+                self.metrics.drop("malformed");
+                return Err("not a control message");
+            }
+            Purpose::Control => None,
+            _ => Some(Event::Message {
+                topic: entry.name.clone(),
+                from: payload.name,
+                peer,
+                msg: payload.body,
+                id: envelope.id(),
+                ts: envelope.ts,
+                via: via.as_str().into(),
+            }),
         };
         Ok(Insert {
             id: envelope.salt,
-            purpose: Purpose::Topic,
+            purpose,
             topic_id: entry.id,
             ts: envelope.ts,
             envelope: data.to_vec(),
             via,
             own_seq: None,
             client_key: None,
-            event: Some(event),
+            event,
             done: None,
+            member: Some(member),
         })
     }
 }

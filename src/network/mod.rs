@@ -17,6 +17,7 @@
 //! | `outbox` | sending direct messages: the outbox and its retries |
 //! | `direct` | receiving direct messages, pair keys, the inbox record of a DM |
 //! | `catchup` | catch-up exchanges (`/murmur/sync/1`), both sides |
+//! | `membership` | topic rosters, epochs: rekey, invite, grace periods, members who were away |
 //!
 //! Rooms keep their state in a struct of their own whose fields the other
 //! rooms cannot see; this file keeps the loop, its construction and the
@@ -32,6 +33,7 @@ mod direct;
 mod discovery;
 pub mod dm;
 mod gossip;
+mod membership;
 pub mod nat;
 mod outbox;
 mod peers;
@@ -44,6 +46,7 @@ pub mod sync;
 mod topics;
 
 pub use catchup::{SERVE_BUDGET, SERVE_WINDOW};
+pub use membership::DEFAULT_GRACE;
 pub use outbox::MAX_OUTBOX;
 pub use publish::MAX_QUEUED_PUBLISHES;
 pub(crate) use request::Request;
@@ -111,6 +114,7 @@ pub(crate) struct EventLoop {
     outbox: outbox::Outbox,
     pair_keys: direct::PairKeys,
     catchup: catchup::Catchup,
+    membership: membership::Membership,
     dht: dht::Dht,
     rendezvous: rendezvous::Rendezvous,
     relays: relay::Relays,
@@ -157,6 +161,7 @@ impl EventLoop {
             outbox: outbox::Outbox::new(config.dm_expiry),
             pair_keys: direct::PairKeys::default(),
             catchup: catchup::Catchup::new(config.retention, sync_interval),
+            membership: membership::Membership::new(config.rekey_grace),
             dht: dht::Dht::new(&config.bootstrap, &config.data_dir),
             rendezvous: rendezvous::Rendezvous::new(crate::clock::now_ms()),
             relays: relay::Relays::new(!config.relay_server),
@@ -180,6 +185,7 @@ impl EventLoop {
         self.start_dht();
         self.start_discovery();
         self.load_outbox().await;
+        self.load_rosters().await;
         let mut redial = tokio::time::interval(REDIAL_TICK);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let sync_interval = self.catchup.interval();
@@ -220,6 +226,7 @@ impl EventLoop {
                     self.reserve_relays();
                     self.rendezvous_tick();
                     self.save_routing_table(false);
+                    self.end_grace();
                 }
                 _ = resync.tick(), if sync_interval.is_some() => self.resync(),
             }

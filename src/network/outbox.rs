@@ -64,13 +64,16 @@ impl Outbox {
     }
 }
 
-/// A direct message not yet acknowledged.
+/// A direct message (or a membership control message) not yet acknowledged.
 struct OutboxEntry {
     peer: PeerId,
-    /// The sealed `Direct` envelope, sent as is on every attempt.
+    /// The sealed `Direct` (or `DirectControl`) envelope, sent as is on every attempt.
     envelope: Vec<u8>,
-    /// The body, for `/pending` and our own inbox record.
+    /// The body, for `/pending` and our own inbox record (for a control
+    /// message, what it is: never its keys).
     msg: String,
+    /// A control message (a rekey, an invitation): no `dm_*` events, no inbox record.
+    control: bool,
     ts: u64,
     expires: u64,
     attempts: u32,
@@ -119,18 +122,29 @@ impl EventLoop {
             };
             let opened = Envelope::decode(&row.envelope)
                 .ok()
-                .filter(|e| e.sender == local)
-                .and_then(|e| e.open(&key, Purpose::Direct, &direct_recipient(&peer)).ok());
-            let Some(payload) = opened else {
+                .filter(|e| e.sender == local && matches!(e.purpose, Purpose::Direct | Purpose::DirectControl))
+                .and_then(|e| {
+                    let payload = e.open(&key, e.purpose, &direct_recipient(&peer)).ok()?;
+                    Some((e.purpose == Purpose::DirectControl, payload))
+                });
+            let Some((control, payload)) = opened else {
                 tracing::warn!(id = hex::encode(row.id), "an outbox entry does not open; skipped");
                 continue;
+            };
+            let msg = if control {
+                crate::control::DirectControl::from_body(&payload.body)
+                    .map(|c| c.describe())
+                    .unwrap_or_default()
+            } else {
+                payload.body
             };
             self.outbox.entries.insert(
                 row.id,
                 OutboxEntry {
                     peer,
                     envelope: row.envelope,
-                    msg: payload.body,
+                    msg,
+                    control,
                     ts: row.ts,
                     expires: row.expires,
                     attempts: row.attempts,
@@ -146,6 +160,38 @@ impl EventLoop {
             tracing::info!(count = self.outbox.entries.len(), "direct messages wait in the outbox");
         }
         self.outbox_tick();
+    }
+
+    /// Puts a sealed control message (a rekey, an invitation) in the outbox
+    /// and sends it; like a DM it is retried until the expiry.
+    pub(super) fn queue_control(&mut self, peer: PeerId, envelope: Envelope, describe: String, ts: u64) {
+        if self.outbox.entries.len() >= MAX_OUTBOX {
+            tracing::warn!(%peer, "the outbox is full: {describe} not sent");
+            return;
+        }
+        let id = envelope.salt;
+        let entry = OutboxEntry {
+            peer,
+            envelope: envelope.encode(),
+            msg: describe,
+            control: true,
+            ts,
+            expires: ts + self.outbox.expiry.as_millis() as u64,
+            attempts: 0,
+            last_error: None,
+            next_attempt: Instant::now(),
+            in_flight: false,
+            reply: None,
+        };
+        let (store, row) = (self.store.clone(), entry.row(id));
+        tokio::spawn(async move {
+            if let Err(e) = store.outbox_put(row).await {
+                tracing::warn!("cannot write the outbox: {e}");
+            }
+        });
+        self.outbox.entries.insert(id, entry);
+        self.metrics.outbox.set(self.outbox.entries.len() as i64);
+        self.attempt_dm(id);
     }
 
     /// `/dm`: seals the message for its recipient, stores it in the outbox, sends it.
@@ -194,6 +240,7 @@ impl EventLoop {
             peer,
             envelope: envelope.encode(),
             msg: payload.body,
+            control: false,
             ts,
             expires: ts + self.outbox.expiry.as_millis() as u64,
             attempts: 0,
@@ -311,6 +358,7 @@ impl EventLoop {
                 }
                 request_response::Message::Response { request_id, response } => {
                     let Some(id) = self.outbox.attempts.remove(&request_id) else {
+                        self.on_control_answer(&request_id, response.result);
                         return;
                     };
                     match response.result {
@@ -323,6 +371,8 @@ impl EventLoop {
             request_response::Event::OutboundFailure { request_id, error, .. } => {
                 if let Some(id) = self.outbox.attempts.remove(&request_id) {
                     self.dm_undelivered(id, error.to_string());
+                } else {
+                    self.on_control_answer(&request_id, Ok(()));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -381,6 +431,13 @@ impl EventLoop {
         let Some(e) = self.remove_from_outbox(id) else {
             return;
         };
+        if e.control {
+            tracing::warn!(peer = %e.peer, "{} not delivered: {reason}", e.msg);
+            self.emit(Event::Notice {
+                text: format!("{} to {} not delivered: {reason}", e.msg, e.peer),
+            });
+            return;
+        }
         self.metrics.dms_failed.inc();
         if let Some(reply) = e.reply {
             let _ = reply.send(Err(NodeError::Unreachable {
@@ -412,6 +469,10 @@ impl EventLoop {
         let Some(e) = self.remove_from_outbox(id) else {
             return;
         };
+        if e.control {
+            tracing::info!(peer = %e.peer, "{} delivered", e.msg);
+            return;
+        }
         let local = *self.swarm.local_peer_id();
         let record = DmRecord {
             msg: e.msg,

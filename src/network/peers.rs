@@ -214,6 +214,7 @@ impl EventLoop {
         let name = state.name.clone();
         state.connected_at = None;
         self.catchup.peer_gone(&peer);
+        self.membership.peer_gone(&peer);
         self.rendezvous_member_lost();
         self.metrics.peers.dec();
         if announced {
@@ -239,6 +240,7 @@ impl EventLoop {
             relayed: state.relayed(),
         };
         self.emit(event);
+        self.ask_for_newer_epochs(peer);
     }
 
     /// Closes the relayed connections of peers that have had a direct one

@@ -16,7 +16,7 @@ use crate::event::Event;
 use crate::keyring::TopicEntry;
 use crate::metrics::Metrics;
 use crate::reply::{NodeError, Published};
-use crate::store::{Insert, Via};
+use crate::store::{Insert, Member, Via};
 
 /// Messages published while no subscribed peer is known, held until one appears.
 pub const MAX_QUEUED_PUBLISHES: usize = 1024;
@@ -116,44 +116,13 @@ impl EventLoop {
             self.publish_plain(hash, topic, msg, reply);
             return;
         }
-        let seq = self.publisher.next_seq;
-        let payload = Payload {
-            seq,
-            name: self.name.clone(),
-            body: msg,
-        };
-        let local = *self.swarm.local_peer_id();
-        // Our timestamps never go backwards, so our messages sort in the order sent.
-        self.publisher.last_ts = now_ms().max(self.publisher.last_ts);
-        let envelope = Envelope::seal(
-            &entry.key,
-            Purpose::Topic,
-            entry.id,
-            local,
-            self.publisher.last_ts,
-            &payload,
-        );
-        let bytes = crate::signed::sign(&self.identity, envelope.encode());
-        let queued = match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(hash.clone(), bytes.clone())
-        {
-            Ok(_) => false,
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic | gossipsub::PublishError::AllQueuesFull(_)) => {
-                if let Err(e) = self.publisher.enqueue(hash, bytes.clone()) {
-                    let _ = reply.send(Err(e));
-                    return;
-                }
-                true
-            }
+        let (envelope, bytes, queued) = match self.seal_and_send(&hash, &entry, Purpose::Topic, msg) {
+            Ok(sent) => sent,
             Err(e) => {
-                let _ = reply.send(Err(NodeError::Network(format!("publish failed: {e}"))));
+                let _ = reply.send(Err(e));
                 return;
             }
         };
-        self.publisher.next_seq += 1;
         self.metrics.published.inc();
         let id = envelope.id();
         if let Some(key) = client_key {
@@ -180,8 +149,65 @@ impl EventLoop {
                 open: entry.open,
             }),
             done: None,
+            member: Some(self.me_as_member()),
         };
         store_then_reply(&self.store, insert, published, Some(reply)).await;
+    }
+
+    /// Seals `body` under the topic `entry` for `purpose` (a message, or a
+    /// control message), signs it, and publishes it on `hash`, or queues it
+    /// while no subscribed peer is there. Takes our next sequence number and
+    /// timestamp. Returns the envelope, the signed frame, and whether it was
+    /// queued.
+    ///
+    /// # Errors
+    /// A full queue, or gossipsub refusing the frame.
+    pub(super) fn seal_and_send(
+        &mut self,
+        hash: &gossipsub::TopicHash,
+        entry: &TopicEntry,
+        purpose: Purpose,
+        body: String,
+    ) -> Result<(Envelope, Vec<u8>, bool), NodeError> {
+        let payload = Payload {
+            seq: self.publisher.next_seq,
+            name: self.name.clone(),
+            body,
+        };
+        let local = *self.swarm.local_peer_id();
+        // Our timestamps never go backwards, so our messages sort in the order sent.
+        self.publisher.last_ts = now_ms().max(self.publisher.last_ts);
+        let envelope = Envelope::seal(&entry.key, purpose, entry.id, local, self.publisher.last_ts, &payload);
+        let bytes = crate::signed::sign(&self.identity, envelope.encode());
+        let queued = match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(hash.clone(), bytes.clone())
+        {
+            Ok(_) => false,
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic | gossipsub::PublishError::AllQueuesFull(_)) => {
+                self.publisher.enqueue(hash.clone(), bytes.clone())?;
+                true
+            }
+            Err(e) => return Err(NodeError::Network(format!("publish failed: {e}"))),
+        };
+        self.publisher.next_seq += 1;
+        Ok((envelope, bytes, queued))
+    }
+
+    /// The sequence number our next message will take.
+    pub(super) fn publisher_next_seq(&self) -> u64 {
+        self.publisher.next_seq
+    }
+
+    /// This node as a member of a topic's roster (no `member_joined` for ourselves).
+    pub(super) fn me_as_member(&self) -> Member {
+        Member {
+            peer: self.swarm.local_peer_id().to_string(),
+            name: self.name.clone(),
+            event: None,
+        }
     }
 
     /// The topic a publish goes to: the subscribed one of that name; else, if

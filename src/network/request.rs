@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tokio::sync::oneshot;
 
 use super::EventLoop;
-use crate::event::{OutboxItem, PeerSummary};
+use crate::event::{MemberSummary, OutboxItem, PeerSummary};
 use crate::reply::{DmOutcome, NodeError, Published, TopicPeers, Whoami};
 use crate::store::{Insert, Store};
 
@@ -46,6 +46,20 @@ pub(crate) enum Request {
     Mesh {
         reply: oneshot::Sender<TopicPeers>,
     },
+    Members {
+        topic: String,
+        reply: oneshot::Sender<Result<(u32, Vec<MemberSummary>), NodeError>>,
+    },
+    Rekey {
+        topic: String,
+        remove: Vec<String>,
+        reply: oneshot::Sender<Result<u32, NodeError>>,
+    },
+    Invite {
+        topic: String,
+        peer: String,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
     Shutdown,
 }
 
@@ -81,6 +95,15 @@ impl EventLoop {
             }
             Request::Mesh { reply } => {
                 let _ = reply.send(self.topic_peers());
+            }
+            Request::Members { topic, reply } => {
+                let _ = reply.send(self.members(&topic));
+            }
+            Request::Rekey { topic, remove, reply } => {
+                let _ = reply.send(self.rekey(&topic, &remove));
+            }
+            Request::Invite { topic, peer, reply } => {
+                let _ = reply.send(self.invite(&topic, &peer));
             }
             Request::Shutdown => unreachable!("handled in run"),
         }

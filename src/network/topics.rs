@@ -29,12 +29,30 @@ impl Topics {
         self.by_hash.values().find(|t| &t.id == topic_id)
     }
 
-    /// The gossipsub hash of the subscribed topic of this name.
+    /// The gossipsub hash of the subscribed topic of this name (its current
+    /// epoch; earlier ones may still be joined for a grace period).
     pub(super) fn hash_of(&self, name: &str) -> Option<gossipsub::TopicHash> {
         self.by_hash
             .iter()
-            .find(|(_, t)| t.name == name)
+            .find(|(_, t)| t.name == name && t.subscribed)
             .map(|(h, _)| h.clone())
+    }
+
+    /// Marks a joined topic as an earlier epoch (read, not published to).
+    pub(super) fn retire(&mut self, hash: &gossipsub::TopicHash) {
+        if let Some(t) = self.by_hash.get_mut(hash) {
+            t.subscribed = false;
+        }
+    }
+
+    /// Forgets a joined topic (its gossipsub topic is left by the caller).
+    pub(super) fn remove(&mut self, hash: &gossipsub::TopicHash) -> Option<TopicEntry> {
+        self.by_hash.remove(hash)
+    }
+
+    /// Whether a topic with this hash is joined (current or in grace).
+    pub(super) fn is_joined(&self, hash: &gossipsub::TopicHash) -> bool {
+        self.by_hash.contains_key(hash)
     }
 
     /// Every subscribed topic's hash.
@@ -93,6 +111,16 @@ impl EventLoop {
 
     /// Joins the gossipsub topic of a keyring entry and reports it.
     pub(crate) fn join(&mut self, entry: TopicEntry) -> Result<(), NodeError> {
+        let (name, open) = (entry.name.clone(), entry.open);
+        self.join_quietly(entry)?;
+        self.emit(Event::Subscribed { topic: name, open });
+        Ok(())
+    }
+
+    /// Joins the gossipsub topic of a keyring entry (a subscription, a new
+    /// epoch, or an earlier epoch read for a grace period) and announces
+    /// ourselves in it as a member; reports nothing.
+    pub(super) fn join_quietly(&mut self, entry: TopicEntry) -> Result<(), NodeError> {
         let topic = gossipsub::IdentTopic::new(entry.keys().wire_topic());
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
         // Scoring (invalid messages above all) counts only in topics with parameters.
@@ -102,12 +130,12 @@ impl EventLoop {
         gossipsub
             .subscribe(&topic)
             .map_err(|e| NodeError::Network(format!("subscribe failed: {e}")))?;
-        self.emit(Event::Subscribed {
-            topic: entry.name.clone(),
-            open: entry.open,
-        });
         self.rendezvous_join(entry.id, entry.key, topic.hash());
-        self.topics.by_hash.insert(topic.hash(), entry);
+        let current = entry.subscribed;
+        self.topics.by_hash.insert(topic.hash(), entry.clone());
+        if current {
+            self.announce_member(&topic.hash(), &entry);
+        }
         Ok(())
     }
 
@@ -117,6 +145,17 @@ impl EventLoop {
         let Some(hash) = self.topics.hash_of(topic) else {
             return Err(NodeError::NotSubscribed(topic.to_owned()));
         };
+        // Its current epoch, and any earlier one still read for a grace period.
+        let joined: Vec<gossipsub::TopicHash> = self
+            .topics
+            .by_hash
+            .iter()
+            .filter(|(_, t)| t.name == topic)
+            .map(|(h, _)| h.clone())
+            .collect();
+        for h in joined.iter().filter(|h| **h != hash) {
+            self.leave_epoch(h);
+        }
         if let Some(entry) = self.topics.by_hash.remove(&hash) {
             self.rendezvous_leave(&entry.id);
         }
@@ -140,7 +179,8 @@ impl EventLoop {
     pub(super) fn topic_peers(&self) -> TopicPeers {
         let gossipsub = &self.swarm.behaviour().gossipsub;
         let mut counts = TopicPeers::default();
-        for (hash, entry) in &self.topics.by_hash {
+        for (hash, entry) in self.topics.by_hash.iter().filter(|(_, e)| e.subscribed) {
+            counts.epochs.insert(entry.name.clone(), entry.epoch);
             counts
                 .mesh
                 .insert(entry.name.clone(), gossipsub.mesh_peers(hash).count());

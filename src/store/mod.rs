@@ -189,6 +189,22 @@ pub struct Insert {
     pub event: Option<Event>,
     /// Told after the commit whether the message was new (`Ok(true)`) or a duplicate.
     pub done: Option<oneshot::Sender<Result<bool, String>>>,
+    /// For a topic message or announcement: its author, for the topic's roster.
+    pub member: Option<Member>,
+}
+
+/// Every roster row: (topic id, member).
+pub type Rosters = Vec<([u8; 32], Member)>;
+
+/// A member of a topic (of one epoch), as its roster keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Peer id.
+    pub peer: String,
+    /// Display name, as the member signed it.
+    pub name: String,
+    /// Reported after the commit when the member is new to the roster.
+    pub event: Option<Event>,
 }
 
 /// What the [`Store`] handle asks of the store thread.
@@ -228,6 +244,14 @@ enum Request {
     },
     OutboxLoad {
         reply: oneshot::Sender<Result<Vec<OutboxRow>, StoreError>>,
+    },
+    MembersLoad {
+        reply: oneshot::Sender<Result<Rosters, StoreError>>,
+    },
+    MembersPut {
+        topic_id: [u8; 32],
+        members: Vec<Member>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Close {
         reply: oneshot::Sender<()>,
@@ -375,6 +399,28 @@ impl Store {
     /// When the read fails or the store is closed.
     pub async fn outbox_load(&self) -> Result<Vec<OutboxRow>, StoreError> {
         self.request(|reply| Request::OutboxLoad { reply }).await
+    }
+
+    /// Every topic roster: (topic id, member), for every epoch.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn members_load(&self) -> Result<Rosters, StoreError> {
+        self.request(|reply| Request::MembersLoad { reply }).await
+    }
+
+    /// Adds `members` to the roster of `topic_id` (a new epoch starts with
+    /// the members of the one it replaces).
+    ///
+    /// # Errors
+    /// When the write fails or the store is closed.
+    pub async fn members_put(&self, topic_id: [u8; 32], members: Vec<Member>) -> Result<(), StoreError> {
+        self.request(|reply| Request::MembersPut {
+            topic_id,
+            members,
+            reply,
+        })
+        .await
     }
 
     /// How many messages the inbox holds.

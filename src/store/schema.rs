@@ -33,6 +33,12 @@ pub(super) fn open_connection(path: &PathBuf) -> Result<Connection, StoreError> 
          CREATE INDEX IF NOT EXISTS messages_topic_ts_id ON messages (topic_id, ts, id);
          CREATE TABLE IF NOT EXISTS client_ids (key BLOB PRIMARY KEY, msg_id BLOB NOT NULL) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS members (
+             topic_id BLOB NOT NULL,
+             peer     TEXT NOT NULL,
+             name     TEXT NOT NULL,
+             PRIMARY KEY (topic_id, peer)
+         ) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS outbox (
              id         BLOB PRIMARY KEY,
              peer       TEXT NOT NULL,

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{broadcast, mpsc};
 
-use super::{Durability, InboxQuery, Insert, OutboxRow, Request, StoreError, StoredMessage, Via, MAX_BATCH};
+use super::{
+    Durability, InboxQuery, Insert, Member, OutboxRow, Request, Rosters, StoreError, StoredMessage, Via, MAX_BATCH,
+};
 use crate::envelope::Purpose;
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -136,6 +138,29 @@ impl StoreThread {
             Request::OutboxLoad { reply } => {
                 let _ = reply.send(self.outbox_load());
             }
+            Request::MembersLoad { reply } => {
+                let _ = reply.send(self.members_load());
+            }
+            Request::MembersPut {
+                topic_id,
+                members,
+                reply,
+            } => {
+                let result = (|| -> Result<(), rusqlite::Error> {
+                    let tx = self.conn.transaction()?;
+                    {
+                        let mut put = tx.prepare_cached(
+                            "INSERT INTO members (topic_id, peer, name) VALUES (?1, ?2, ?3)
+                             ON CONFLICT(topic_id, peer) DO NOTHING",
+                        )?;
+                        for m in &members {
+                            put.execute(params![&topic_id[..], m.peer, m.name])?;
+                        }
+                    }
+                    tx.commit()
+                })();
+                let _ = reply.send(result.map_err(StoreError::from));
+            }
             Request::Insert(_) | Request::Close { .. } => unreachable!("handled by run"),
         }
     }
@@ -160,6 +185,28 @@ impl StoreThread {
         Ok(())
     }
 
+    fn members_load(&self) -> Result<Rosters, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT topic_id, peer, name FROM members")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (topic_id, peer, name) = row?;
+            if let Ok(topic_id) = <[u8; 32]>::try_from(topic_id) {
+                out.push((
+                    topic_id,
+                    Member {
+                        peer,
+                        name,
+                        event: None,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes an outbox entry, fsynced.
     fn outbox_delete(&mut self, id: &[u8; 32]) -> Result<(), StoreError> {
         self.commit_mode(true)?;
@@ -175,7 +222,7 @@ impl StoreThread {
         // A direct message has no other copy than ours: its commit is fsynced.
         let holds_dm = batch.iter().any(|m| m.purpose != Purpose::Topic);
         let mode = self.commit_mode(holds_dm);
-        let result = (|| -> Result<Vec<bool>, rusqlite::Error> {
+        let result = (|| -> Result<Vec<(bool, bool)>, rusqlite::Error> {
             mode?;
             let tx = self.conn.transaction()?;
             let mut fresh = Vec::with_capacity(batch.len());
@@ -184,6 +231,10 @@ impl StoreThread {
                     "INSERT OR IGNORE INTO messages (ts, id, purpose, topic_id, envelope, via) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 let mut client = tx.prepare_cached("INSERT OR IGNORE INTO client_ids (key, msg_id) VALUES (?1, ?2)")?;
+                let mut member = tx.prepare_cached(
+                    "INSERT INTO members (topic_id, peer, name) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(topic_id, peer) DO NOTHING",
+                )?;
                 let mut seq = tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('seq', ?1)
                      ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
@@ -203,7 +254,12 @@ impl StoreThread {
                     if let Some(key) = m.client_key {
                         client.execute(params![&key[..], &m.id[..]])?;
                     }
-                    fresh.push(n == 1);
+                    // (new message, new member of the roster)
+                    let joined = match &m.member {
+                        Some(who) if n == 1 => member.execute(params![&m.topic_id[..], who.peer, who.name])? == 1,
+                        _ => false,
+                    };
+                    fresh.push((n == 1, joined));
                 }
             }
             tx.commit()?;
@@ -212,7 +268,11 @@ impl StoreThread {
         match result {
             Ok(fresh) => {
                 self.metrics.store_queue.set(0);
-                for (m, is_new) in batch.drain(..).zip(fresh) {
+                for (m, (is_new, joined)) in batch.drain(..).zip(fresh) {
+                    // A new member is reported before its first message.
+                    if let Some(event) = m.member.and_then(|who| who.event).filter(|_| joined) {
+                        let _ = self.events.send(Arc::new(event));
+                    }
                     if is_new {
                         self.metrics.inbox_messages.inc();
                         match &m.event {

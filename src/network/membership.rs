@@ -1,0 +1,706 @@
+//! Topic membership: who the members of each epoch of a topic are (the
+//! roster: members announce themselves in the topic, and every author seen
+//! counts), and how a topic moves from epoch to epoch: rekeying (and
+//! removing members), inviting, the grace period during which an epoch left
+//! behind is still read, the rule that makes concurrent rekeys converge, and
+//! answering a member who was away during a rekey.
+//!
+//! Control messages to a member travel end to end like direct messages:
+//! rekeys and invitations through the outbox (durable, retried until the
+//! expiry), requests for the current epoch at once. docs/security.md,
+//! "Membership".
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::request_response::OutboundRequestId;
+use libp2p::{gossipsub, PeerId};
+
+use super::dm::DmRequest;
+use super::EventLoop;
+use crate::clock::now_ms;
+use crate::control::{self, DirectControl, EpochKeys, TopicControl};
+use crate::crypto::direct_recipient;
+use crate::envelope::{Envelope, Payload, Purpose};
+use crate::event::{Event, MemberSummary};
+use crate::keyring::TopicEntry;
+use crate::reply::NodeError;
+use crate::store::{Insert, Member, Via};
+
+/// How long an epoch left behind by a rekey is still read (messages in
+/// flight during the switch are not lost), unless `--rekey-grace` says otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10 * 60);
+/// Members kept per epoch of a topic, at most.
+const MAX_ROSTER: usize = 1024;
+
+/// A rekey this node made.
+struct OurRekey {
+    /// The epoch it created.
+    id: [u8; 32],
+    /// The epoch it replaced.
+    prev: [u8; 32],
+    /// The members it was sent to.
+    recipients: Vec<PeerId>,
+    /// The peers it removed.
+    removed: BTreeSet<String>,
+}
+
+/// Membership state.
+pub(super) struct Membership {
+    /// Rosters by topic id (every epoch held): peer → display name.
+    rosters: HashMap<[u8; 32], BTreeMap<PeerId, String>>,
+    /// Epochs left behind, still joined until the instant given.
+    grace: HashMap<gossipsub::TopicHash, Instant>,
+    grace_period: Duration,
+    /// Our own latest rekey of each topic (by name), for when a concurrent
+    /// one wins: we pass the winner on to those we told of ours, and rekey
+    /// again if it did not make our removals.
+    our_rekeys: HashMap<String, OurRekey>,
+    /// Requests for the current epoch sent at once (not through the outbox).
+    requests: HashMap<OutboundRequestId, (PeerId, String)>,
+    /// (peer, topic name) asked on the current connection to that peer.
+    asked: HashSet<(PeerId, String)>,
+}
+
+impl Membership {
+    pub(super) fn new(grace_period: Duration) -> Self {
+        Self {
+            rosters: HashMap::new(),
+            grace: HashMap::new(),
+            grace_period,
+            our_rekeys: HashMap::new(),
+            requests: HashMap::new(),
+            asked: HashSet::new(),
+        }
+    }
+
+    /// Adds a member to the roster of `topic_id`; returns whether it is new.
+    fn add(&mut self, topic_id: [u8; 32], peer: PeerId, name: String) -> bool {
+        let roster = self.rosters.entry(topic_id).or_default();
+        if roster.contains_key(&peer) || roster.len() >= MAX_ROSTER {
+            return false;
+        }
+        roster.insert(peer, name);
+        true
+    }
+
+    /// Whether `peer` is a member of the epoch `topic_id`.
+    pub(super) fn is_member(&self, topic_id: &[u8; 32], peer: &PeerId) -> bool {
+        self.rosters.get(topic_id).is_some_and(|r| r.contains_key(peer))
+    }
+
+    /// A request for the current epoch was answered (`true`) or failed.
+    pub(super) fn take_request(&mut self, request: &OutboundRequestId) -> Option<(PeerId, String)> {
+        self.requests.remove(request)
+    }
+
+    /// The last connection to `peer` closed: ask it again next time.
+    pub(super) fn peer_gone(&mut self, peer: &PeerId) {
+        self.asked.retain(|(p, _)| p != peer);
+    }
+}
+
+impl EventLoop {
+    /// Reads every roster from the store (before the loop takes requests).
+    pub(super) async fn load_rosters(&mut self) {
+        match self.store.members_load().await {
+            Ok(rows) => {
+                for (topic_id, m) in rows {
+                    if let Ok(peer) = m.peer.parse() {
+                        self.membership.add(topic_id, peer, m.name);
+                    }
+                }
+            }
+            Err(e) => tracing::error!("cannot read the topic rosters: {e}"),
+        }
+    }
+
+    /// A message or announcement from `insert`'s author: a member of its topic.
+    pub(super) fn note_member(&mut self, insert: &Insert) {
+        if let Some(m) = &insert.member {
+            if let Ok(peer) = m.peer.parse() {
+                self.membership.add(insert.topic_id, peer, m.name.clone());
+            }
+        }
+    }
+
+    /// Whether `peer` was removed from the topic `name` (by its current epoch's rekeys).
+    pub(super) fn removed_from(&self, name: &str, peer: &PeerId) -> bool {
+        let keyring = self.keyring.read().expect("keyring lock");
+        let peer = peer.to_string();
+        keyring.topic(name).is_some_and(|t| t.removed.contains(&peer))
+    }
+
+    /// Announces this node as a member of the epoch `entry` (a control
+    /// message in the topic, stored and served by catch-up like a message).
+    pub(super) fn announce_member(&mut self, hash: &gossipsub::TopicHash, entry: &TopicEntry) {
+        if self.plain {
+            return;
+        }
+        let local = *self.swarm.local_peer_id();
+        self.membership.add(entry.id, local, self.name.clone());
+        let sent = self.seal_and_send(hash, entry, Purpose::Control, TopicControl::Member.to_body());
+        let (envelope, frame, _) = match sent {
+            Ok(sent) => sent,
+            Err(e) => {
+                tracing::warn!(topic = entry.name, "cannot announce membership: {e}");
+                return;
+            }
+        };
+        let insert = Insert {
+            id: envelope.salt,
+            purpose: Purpose::Control,
+            topic_id: entry.id,
+            ts: envelope.ts,
+            envelope: frame,
+            via: Via::Local,
+            own_seq: Some(self.publisher_next_seq()),
+            client_key: None,
+            event: None,
+            done: None,
+            member: Some(self.me_as_member()),
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.insert(insert).await {
+                tracing::warn!("cannot store an announcement: {e}");
+            }
+        });
+    }
+
+    /// The members of the current epoch of `name`.
+    pub(super) fn members(&self, name: &str) -> Result<(u32, Vec<MemberSummary>), NodeError> {
+        crate::commands::validate_topic(name)?;
+        let entry = self.current_entry(name)?;
+        let local = *self.swarm.local_peer_id();
+        let members = self
+            .membership
+            .rosters
+            .get(&entry.id)
+            .map(|r| {
+                r.iter()
+                    .map(|(peer, n)| MemberSummary {
+                        peer: peer.to_string(),
+                        name: n.clone(),
+                        me: *peer == local,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((entry.epoch, members))
+    }
+
+    fn current_entry(&self, name: &str) -> Result<TopicEntry, NodeError> {
+        let keyring = self.keyring.read().expect("keyring lock");
+        keyring
+            .topic(name)
+            .cloned()
+            .ok_or_else(|| NodeError::NotSubscribed(name.to_owned()))
+    }
+
+    /// `/rekey`: moves `name` to a new epoch whose keys go end to end to
+    /// every member but the removed ones. Returns the new epoch.
+    pub(super) fn rekey(&mut self, name: &str, remove: &[String]) -> Result<u32, NodeError> {
+        crate::commands::validate_topic(name)?;
+        let current = self.current_entry(name)?;
+        let local = *self.swarm.local_peer_id();
+        let mut removed_now = BTreeSet::new();
+        for who in remove {
+            let peer = self
+                .peers
+                .resolve(who)
+                .or_else(|e| self.roster_peer(&current.id, who).ok_or(e))?;
+            if peer == local {
+                return Err(NodeError::Command(crate::commands::CommandError::Usage(
+                    "a member cannot remove itself; /unsub leaves a topic",
+                )));
+            }
+            removed_now.insert(peer.to_string());
+        }
+        let keys = control::new_epoch(name, current.epoch + 1);
+        let mut removed: BTreeSet<String> = current.removed.iter().cloned().collect();
+        removed.extend(removed_now.iter().cloned());
+        let removed: Vec<String> = removed.into_iter().collect();
+        let recipients: Vec<PeerId> = self
+            .membership
+            .rosters
+            .get(&current.id)
+            .map(|r| {
+                r.keys()
+                    .copied()
+                    .filter(|p| *p != local && !removed.contains(&p.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.switch_epoch(
+            name,
+            &keys,
+            &current,
+            removed.clone(),
+            local,
+            removed_now.iter().cloned().collect(),
+        )?;
+        self.membership.our_rekeys.insert(
+            name.to_owned(),
+            OurRekey {
+                id: keys.id,
+                prev: current.id,
+                recipients: recipients.clone(),
+                removed: removed_now,
+            },
+        );
+        for peer in recipients {
+            let rekey = DirectControl::Rekey {
+                topic: name.to_owned(),
+                prev: current.id,
+                keys: keys.clone(),
+                removed: removed.clone(),
+            };
+            self.send_control(peer, rekey, true);
+        }
+        Ok(keys.epoch)
+    }
+
+    /// A member of the roster of `topic_id` named `who` (by name or id).
+    fn roster_peer(&self, topic_id: &[u8; 32], who: &str) -> Option<PeerId> {
+        let roster = self.membership.rosters.get(topic_id)?;
+        if let Ok(peer) = who.parse::<PeerId>() {
+            return roster.contains_key(&peer).then_some(peer);
+        }
+        let mut named = roster.iter().filter(|(_, n)| n.eq_ignore_ascii_case(who));
+        match (named.next(), named.next()) {
+            (Some((peer, _)), None) => Some(*peer),
+            _ => None,
+        }
+    }
+
+    /// `/invite`: sends the current epoch of `name` end to end to `who`.
+    pub(super) fn invite(&mut self, name: &str, who: &str) -> Result<(), NodeError> {
+        crate::commands::validate_topic(name)?;
+        let current = self.current_entry(name)?;
+        let peer = self.peers.resolve(who)?;
+        if peer == *self.swarm.local_peer_id() {
+            return Err(NodeError::SelfDm);
+        }
+        if current.removed.contains(&peer.to_string()) {
+            return Err(NodeError::Refused {
+                peer: peer.to_string(),
+                reason: "it was removed from this topic; rekey without it first".into(),
+            });
+        }
+        let invite = DirectControl::Invite {
+            topic: name.to_owned(),
+            keys: EpochKeys {
+                epoch: current.epoch,
+                id: current.id,
+                key: current.key,
+            },
+            removed: current.removed.clone(),
+        };
+        self.send_control(peer, invite, true);
+        Ok(())
+    }
+
+    /// Moves topic `name` from `previous` to the epoch `keys`: subscribes
+    /// it (publishing goes there now), keeps reading `previous` for the
+    /// grace period, carries the roster over (less the removed), announces
+    /// ourselves, and reports `rekeyed`.
+    fn switch_epoch(
+        &mut self,
+        name: &str,
+        keys: &EpochKeys,
+        previous: &TopicEntry,
+        removed: Vec<String>,
+        by: PeerId,
+        removed_now: Vec<String>,
+    ) -> Result<(), NodeError> {
+        self.keyring
+            .write()
+            .expect("keyring lock")
+            .join_epoch(name, &keys.keys(), keys.epoch, removed.clone())
+            .map_err(|e| NodeError::Keyring(e.to_string()))?;
+        let entry = self.current_entry(name)?;
+        // The roster carries over, less the removed.
+        let carried: Vec<(PeerId, String)> = self
+            .membership
+            .rosters
+            .get(&previous.id)
+            .map(|r| {
+                r.iter()
+                    .filter(|(p, _)| !removed.contains(&p.to_string()))
+                    .map(|(p, n)| (*p, n.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (peer, n) in &carried {
+            self.membership.add(keys.id, *peer, n.clone());
+        }
+        let rows = carried
+            .into_iter()
+            .map(|(peer, name)| Member {
+                peer: peer.to_string(),
+                name,
+                event: None,
+            })
+            .collect();
+        let store = self.store.clone();
+        let topic_id = keys.id;
+        tokio::spawn(async move {
+            if let Err(e) = store.members_put(topic_id, rows).await {
+                tracing::warn!("cannot store a roster: {e}");
+            }
+        });
+        // Every joined epoch of the name but the new one is read for the grace period.
+        let until = Instant::now() + self.membership.grace_period;
+        for hash in self.topics.hashes() {
+            let is_old = self
+                .topics
+                .get(&hash)
+                .is_some_and(|t| t.name == name && t.id != keys.id);
+            if is_old {
+                self.topics.retire(&hash);
+                self.membership.grace.entry(hash).or_insert(until);
+            }
+        }
+        let hash = gossipsub::IdentTopic::new(hex::encode(keys.id)).hash();
+        if self.topics.is_joined(&hash) {
+            // Read during a grace period already (a concurrent rekey): current now.
+            self.membership.grace.remove(&hash);
+            self.topics.remove(&hash);
+        }
+        self.join_quietly(entry)?;
+        self.sync_topic_peers(&hash);
+        tracing::info!(topic = name, epoch = keys.epoch, %by, "topic moved to a new epoch");
+        self.emit(Event::Rekeyed {
+            topic: name.to_owned(),
+            epoch: keys.epoch,
+            by: by.to_string(),
+            removed: removed_now,
+        });
+        Ok(())
+    }
+
+    /// Reads an epoch we are not moving to (a concurrent rekey that lost)
+    /// for the grace period, so that what was published in it is not lost.
+    fn read_for_grace(&mut self, name: &str, keys: &EpochKeys) {
+        let hash = gossipsub::IdentTopic::new(hex::encode(keys.id)).hash();
+        if self.topics.is_joined(&hash) {
+            return;
+        }
+        let remembered = self
+            .keyring
+            .write()
+            .expect("keyring lock")
+            .remember(name, &keys.keys(), false);
+        if let Err(e) = remembered {
+            tracing::warn!("cannot keep the keys of an epoch: {e}");
+            return;
+        }
+        let Some(entry) = self.keyring.read().expect("keyring lock").by_id(&keys.id).cloned() else {
+            return;
+        };
+        if self
+            .join_quietly(TopicEntry {
+                epoch: keys.epoch,
+                ..entry
+            })
+            .is_ok()
+        {
+            self.membership
+                .grace
+                .insert(hash.clone(), Instant::now() + self.membership.grace_period);
+            // What was published in it before we joined comes by catch-up.
+            self.sync_topic_peers(&hash);
+        }
+    }
+
+    /// Leaves the epochs whose grace period is over.
+    pub(super) fn end_grace(&mut self) {
+        let now = Instant::now();
+        let over: Vec<gossipsub::TopicHash> = self
+            .membership
+            .grace
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(h, _)| h.clone())
+            .collect();
+        for hash in over {
+            self.leave_epoch(&hash);
+        }
+    }
+
+    /// Stops reading an epoch left behind (its keys stay, for the inbox).
+    pub(super) fn leave_epoch(&mut self, hash: &gossipsub::TopicHash) {
+        self.membership.grace.remove(hash);
+        if let Some(entry) = self.topics.remove(hash) {
+            tracing::debug!(
+                topic = entry.name,
+                epoch = entry.epoch,
+                "grace period over: leaving the old epoch"
+            );
+            self.rendezvous_leave(&entry.id);
+            self.publisher.forget_topic(hash);
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .unsubscribe(&gossipsub::IdentTopic::new(hash.clone().into_string()));
+        }
+    }
+
+    /// Seals a control message for `peer` and sends it: through the outbox
+    /// (`reliable`: kept and retried until the expiry) or at once.
+    fn send_control(&mut self, peer: PeerId, control: DirectControl, reliable: bool) {
+        let Some(key) = self.pair_key(&peer) else {
+            tracing::warn!(%peer, "cannot send a control message: no key to seal it to");
+            return;
+        };
+        let local = *self.swarm.local_peer_id();
+        let ts = now_ms();
+        let payload = Payload {
+            seq: 0,
+            name: self.name.clone(),
+            body: control.to_body(),
+        };
+        let envelope = Envelope::seal(
+            &key,
+            Purpose::DirectControl,
+            direct_recipient(&peer),
+            local,
+            ts,
+            &payload,
+        );
+        if reliable {
+            self.queue_control(peer, envelope, control.describe(), ts);
+            return;
+        }
+        let request = self.swarm.behaviour_mut().dm.send_request(
+            &peer,
+            DmRequest {
+                envelope: envelope.encode(),
+            },
+        );
+        let topic = match &control {
+            DirectControl::KeyRequest { topic, .. } => topic.clone(),
+            _ => String::new(),
+        };
+        self.membership.requests.insert(request, (peer, topic));
+    }
+
+    /// A peer is connected: for every topic whose current epoch it is a
+    /// member of, ask whether it holds a newer epoch (we may have been away
+    /// during a rekey, past the expiry of its message).
+    pub(super) fn ask_for_newer_epochs(&mut self, peer: PeerId) {
+        if self.plain {
+            return;
+        }
+        let current: Vec<TopicEntry> = self
+            .keyring
+            .read()
+            .expect("keyring lock")
+            .subscribed()
+            .cloned()
+            .collect();
+        for entry in current {
+            if !self.membership.is_member(&entry.id, &peer) || !self.membership.asked.insert((peer, entry.name.clone()))
+            {
+                continue;
+            }
+            let request = DirectControl::KeyRequest {
+                topic: entry.name.clone(),
+                id: entry.id,
+                epoch: entry.epoch,
+            };
+            self.send_control(peer, request, false);
+        }
+    }
+
+    /// A control message from `peer` (already checked and opened). `Err` is
+    /// the reason given back to it.
+    pub(super) fn on_control(&mut self, peer: PeerId, control: DirectControl) -> Result<(), String> {
+        match control {
+            DirectControl::Rekey {
+                topic,
+                prev,
+                keys,
+                removed,
+            } => self.on_rekey(peer, &topic, prev, keys, removed),
+            DirectControl::Invite { topic, keys, removed } => self.on_invite(peer, &topic, keys, removed),
+            DirectControl::KeyRequest { topic, id, epoch } => self.on_key_request(peer, &topic, id, epoch),
+        }
+    }
+
+    fn on_rekey(
+        &mut self,
+        from: PeerId,
+        name: &str,
+        prev: [u8; 32],
+        keys: EpochKeys,
+        removed: Vec<String>,
+    ) -> Result<(), String> {
+        let Ok(current) = self.current_entry(name) else {
+            return Ok(()); // Not (or no longer) subscribed: nothing to do.
+        };
+        let held = self
+            .keyring
+            .read()
+            .expect("keyring lock")
+            .by_id(&prev)
+            .is_some_and(|e| e.name == name);
+        if !held {
+            return Err("not an epoch of this topic this node held".into());
+        }
+        if !self.membership.is_member(&prev, &from) {
+            return Err("only a member of the epoch it replaces may rekey a topic".into());
+        }
+        if keys.id == current.id {
+            return Ok(());
+        }
+        let current_keys = EpochKeys {
+            epoch: current.epoch,
+            id: current.id,
+            key: current.key,
+        };
+        if !control::wins(&keys, &current_keys) {
+            // A concurrent rekey that lost: read it for the grace period,
+            // publish in the winner.
+            self.read_for_grace(name, &keys);
+            return Ok(());
+        }
+        // The peers this rekey removes beyond what we knew.
+        let removed_now: Vec<String> = removed
+            .iter()
+            .filter(|p| !current.removed.contains(p))
+            .cloned()
+            .collect();
+        let mut all: BTreeSet<String> = current.removed.iter().cloned().collect();
+        all.extend(removed.iter().cloned());
+        let prev_entry = self
+            .keyring
+            .read()
+            .expect("keyring lock")
+            .by_id(&prev)
+            .cloned()
+            .expect("held");
+        self.switch_epoch(name, &keys, &prev_entry, all.into_iter().collect(), from, removed_now)
+            .map_err(|e| e.to_string())?;
+        // Our own rekey lost to this one: those we told of ours hear of the
+        // winner from us too (some may not be reachable by its author), and
+        // removals it did not make are made again, on top of it.
+        let ours = self.membership.our_rekeys.remove(name);
+        if let Some(ours) = ours.filter(|o| o.id == current.id) {
+            for peer in ours.recipients.iter().filter(|p| **p != from) {
+                let winner = DirectControl::Rekey {
+                    topic: name.to_owned(),
+                    prev: ours.prev,
+                    keys: keys.clone(),
+                    removed: removed.clone(),
+                };
+                self.send_control(*peer, winner, true);
+            }
+            let missing: Vec<String> = ours.removed.into_iter().filter(|p| !removed.contains(p)).collect();
+            if !missing.is_empty() {
+                tracing::info!(
+                    topic = name,
+                    "a concurrent rekey won without our removals: rekeying again"
+                );
+                if let Err(e) = self.rekey(name, &missing) {
+                    tracing::warn!("cannot rekey again: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_invite(&mut self, from: PeerId, name: &str, keys: EpochKeys, removed: Vec<String>) -> Result<(), String> {
+        crate::commands::validate_topic(name).map_err(|e| e.to_string())?;
+        if let Ok(current) = self.current_entry(name) {
+            if current.id == keys.id {
+                return Ok(());
+            }
+            // An invitation to a newer epoch from a member: as a rekey.
+            let current_keys = EpochKeys {
+                epoch: current.epoch,
+                id: current.id,
+                key: current.key,
+            };
+            if self.membership.is_member(&current.id, &from) && control::wins(&keys, &current_keys) {
+                return self.on_rekey(from, name, current.id, keys, removed);
+            }
+            return Err(format!("this node already has a topic named {name:?}"));
+        }
+        self.keyring
+            .write()
+            .expect("keyring lock")
+            .join_epoch(name, &keys.keys(), keys.epoch, removed)
+            .map_err(|e| e.to_string())?;
+        let entry = self.current_entry(name).map_err(|e| e.to_string())?;
+        let inviter = self.peers.name(&from).unwrap_or_default();
+        self.membership.add(keys.id, from, inviter.clone());
+        let store = self.store.clone();
+        let row = Member {
+            peer: from.to_string(),
+            name: inviter,
+            event: None,
+        };
+        tokio::spawn(async move {
+            let _ = store.members_put(keys.id, vec![row]).await;
+        });
+        let hash = gossipsub::IdentTopic::new(hex::encode(keys.id)).hash();
+        self.join_quietly(entry).map_err(|e| e.to_string())?;
+        self.sync_topic_peers(&hash);
+        self.emit(Event::Invited {
+            topic: name.to_owned(),
+            by: from.to_string(),
+            epoch: keys.epoch,
+        });
+        Ok(())
+    }
+
+    fn on_key_request(&mut self, from: PeerId, name: &str, id: [u8; 32], epoch: u32) -> Result<(), String> {
+        let Ok(current) = self.current_entry(name) else {
+            return Ok(());
+        };
+        if current.id == id || epoch >= current.epoch {
+            return Ok(());
+        }
+        let held = self
+            .keyring
+            .read()
+            .expect("keyring lock")
+            .by_id(&id)
+            .is_some_and(|e| e.name == name);
+        if !held || !self.membership.is_member(&id, &from) {
+            return Err("not a member of that epoch".into());
+        }
+        if current.removed.contains(&from.to_string()) {
+            return Err("removed from the topic".into());
+        }
+        tracing::info!(topic = name, %from, "a member who was away gets the current epoch");
+        let rekey = DirectControl::Rekey {
+            topic: name.to_owned(),
+            prev: id,
+            keys: EpochKeys {
+                epoch: current.epoch,
+                id: current.id,
+                key: current.key,
+            },
+            removed: current.removed.clone(),
+        };
+        self.send_control(from, rekey, true);
+        Ok(())
+    }
+
+    /// The answer to a request for the current epoch: a refusal is told.
+    pub(super) fn on_control_answer(&mut self, request: &OutboundRequestId, result: Result<(), String>) -> bool {
+        let Some((peer, topic)) = self.membership.take_request(request) else {
+            return false;
+        };
+        if let Err(reason) = result {
+            tracing::info!(%peer, topic, "request for the current epoch refused: {reason}");
+            self.emit(Event::Notice {
+                text: format!("{peer} refused to give the current epoch of {topic}: {reason}"),
+            });
+        }
+        true
+    }
+}

@@ -1,0 +1,240 @@
+//! Topic membership with real nodes on loopback: removing a member by
+//! rekeying, a member away during a rekey, two members rekeying at once,
+//! inviting a peer who never knew the secret.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{temp, TestNode};
+
+/// Starts `names` subscribed to `t` (secret `s`), each dialling the first.
+fn group(dir: &std::path::Path, names: &[&str], extra: &[&str]) -> Vec<TestNode> {
+    let mut args = vec!["--topic", "t=s", "--rekey-grace", "5"];
+    args.extend_from_slice(extra);
+    let first = TestNode::start(names[0], &dir.join(names[0]), &args);
+    let addr = first.addr.clone();
+    let mut nodes = vec![first];
+    for name in &names[1..] {
+        let mut a = args.clone();
+        a.extend_from_slice(&["--peer", &addr]);
+        nodes.push(TestNode::start(name, &dir.join(name), &a));
+    }
+    nodes
+}
+
+/// Waits until `node`'s roster of `t` holds `n` members.
+fn wait_members(node: &mut TestNode, n: usize) -> Value {
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let m = node.ask("/members t", "members");
+        if m["members"].as_array().unwrap().len() >= n {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: roster never reached {n}: {m}",
+            node.name
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn epoch(node: &mut TestNode) -> u64 {
+    node.ask("/topics", "topics")["epochs"]["t"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn a_removed_member_reads_nothing_after_the_rekey_and_the_others_lose_nothing() {
+    let tmp = temp();
+    let mut nodes = group(tmp.path(), &["ann", "bob", "cid", "dee"], &[]);
+    for n in nodes.iter_mut() {
+        n.wait_topic_peers("t", 1);
+    }
+    let roster = wait_members(&mut nodes[0], 4);
+    let dee = nodes[3].peer_id.clone();
+    assert!(
+        roster["members"].as_array().unwrap().iter().any(|m| m["name"] == "dee"),
+        "{roster}"
+    );
+    for n in nodes[1..].iter_mut() {
+        wait_members(n, 2);
+    }
+
+    // Ann removes Dee; Bob publishes at the same moment, in the old epoch.
+    nodes[0].send("/rekey t --remove dee");
+    nodes[1].send("/pub t in-flight-during-the-switch");
+    let rekeyed = nodes[0].wait_event("rekeyed", |_| true);
+    assert_eq!(rekeyed["epoch"], 1);
+    assert_eq!(rekeyed["removed"][0], dee.as_str(), "{rekeyed}");
+    for n in nodes[1..3].iter_mut() {
+        let r = n.wait_event("rekeyed", |v| v["topic"] == "t");
+        assert_eq!(r["epoch"], 1);
+        assert_eq!(r["by"], nodes_peer(&r));
+    }
+    for i in [0, 2] {
+        // It may have come before the rekey did.
+        nodes[i].seen_or_wait_for("message", |v| v["msg"] == "in-flight-during-the-switch");
+    }
+    assert_eq!(epoch(&mut nodes[1]), 1);
+
+    // After the rekey: Ann, Bob and Cid hear each other (through Ann, whom
+    // both dialled); Dee, still running, connected and holding the original
+    // secret, gets none of it.
+    nodes[0].wait_topic_peers("t", 2);
+    nodes[1].wait_topic_peers("t", 1);
+    nodes[2].wait_topic_peers("t", 1);
+    nodes[0].send("/pub t secret-plans-after-the-rekey");
+    nodes[2].send("/pub t cid-after-the-rekey");
+    // (Either may come first, live or by catch-up.)
+    for i in [1, 2] {
+        nodes[i].seen_or_wait_for("message", |v| v["msg"] == "secret-plans-after-the-rekey");
+    }
+    for i in [0, 1] {
+        nodes[i].seen_or_wait_for("message", |v| v["msg"] == "cid-after-the-rekey");
+    }
+    // (Bob's message in flight during the switch was sealed under the old
+    // key: Dee may read that one.)
+    let dee_saw = nodes[3].drain_for(Duration::from_secs(3));
+    assert!(
+        !dee_saw
+            .iter()
+            .any(|v| v["event"] == "rekeyed" || v["msg"].as_str().is_some_and(|m| m.contains("after-the-rekey"))),
+        "the removed member saw: {dee_saw:?}"
+    );
+    let inbox = nodes[3].inbox("t 100");
+    assert!(
+        inbox
+            .iter()
+            .all(|m| !m["msg"].as_str().unwrap().contains("after-the-rekey")),
+        "{inbox:?}"
+    );
+    let files = support::files_containing(&tmp.path().join("dee"), b"secret-plans-after-the-rekey");
+    assert!(files.is_empty(), "{files:?}");
+    // Ann's roster of the new epoch no longer lists Dee.
+    let roster = nodes[0].ask("/members t", "members");
+    assert_eq!(roster["epoch"], 1);
+    assert!(
+        !roster["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["peer"] == dee.as_str()),
+        "{roster}"
+    );
+}
+
+/// The `by` of a rekeyed event is a peer id.
+fn nodes_peer(r: &Value) -> &str {
+    r["by"].as_str().unwrap()
+}
+
+#[test]
+fn a_member_away_past_the_expiry_gets_the_new_epoch_from_a_member_and_a_removed_one_is_refused() {
+    let tmp = temp();
+    let mut nodes = group(tmp.path(), &["ann", "bob", "cid", "dee"], &["--dm-expiry", "2"]);
+    for n in nodes.iter_mut() {
+        n.wait_topic_peers("t", 1);
+    }
+    wait_members(&mut nodes[0], 4);
+    for n in nodes.iter_mut().skip(1) {
+        wait_members(n, 2);
+    }
+    let ann_addr = nodes[0].addr.clone();
+    let cid = nodes.remove(2);
+    assert!(cid.quit().success());
+    nodes[0].send("/rekey t --remove dee");
+    nodes[1].wait_event("rekeyed", |_| true);
+    // Ann's message to Cid expires in the outbox.
+    nodes[0].wait_event("notice", |v| v["text"].as_str().unwrap().contains("not delivered"));
+    nodes[0].send("/pub t said-while-cid-was-away");
+    nodes[1].wait_event("message", |v| v["msg"] == "said-while-cid-was-away");
+
+    // Cid is back: it asks the members it knows, gets the current epoch, and catches up.
+    let args = ["--topic", "t=s", "--rekey-grace", "5", "--peer", &ann_addr];
+    let mut cid = TestNode::start("cid", &tmp.path().join("cid"), &args);
+    let r = cid.wait_event("rekeyed", |_| true);
+    assert_eq!(r["epoch"], 1);
+    let m = cid.wait_event("message", |v| v["msg"] == "said-while-cid-was-away");
+    assert_eq!(m["via"], "sync");
+
+    // Dee, removed, asks the same way when it reconnects, and is refused.
+    let dee = nodes.remove(2);
+    assert!(dee.quit().success());
+    let mut dee = TestNode::start("dee", &tmp.path().join("dee"), &args);
+    let refused = dee.wait_event("notice", |v| v["text"].as_str().unwrap().contains("refused"));
+    assert!(refused["text"].as_str().unwrap().contains("removed"), "{refused}");
+    assert_eq!(epoch(&mut dee), 0);
+}
+
+#[test]
+fn two_members_rekeying_at_once_converge_on_one_epoch_and_lose_nothing() {
+    let tmp = temp();
+    let mut nodes = group(tmp.path(), &["ann", "bob", "cid"], &[]);
+    for n in nodes.iter_mut() {
+        n.wait_topic_peers("t", 1);
+    }
+    wait_members(&mut nodes[0], 3);
+    for n in nodes.iter_mut().skip(1) {
+        wait_members(n, 3);
+    }
+    nodes[0].send("/rekey t");
+    nodes[1].send("/rekey t");
+    nodes[2].send("/pub t during-the-race");
+    nodes[0].send("/pub t ann-during-the-race");
+    // Within seconds every member publishes in one epoch: what each sends is
+    // heard by the other two.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let epochs: Vec<u64> = nodes.iter_mut().map(epoch).collect();
+        if epochs.iter().all(|e| *e == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "epochs never agreed: {epochs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    nodes[0].wait_topic_peers("t", 2);
+    for (i, n) in nodes.iter_mut().enumerate() {
+        n.wait_topic_peers("t", 1);
+        n.send(&format!("/pub t after-the-race-{i}"));
+    }
+    for (i, n) in nodes.iter_mut().enumerate() {
+        for j in (0..3).filter(|j| *j != i) {
+            n.seen_or_wait_for("message", |v| v["msg"] == format!("after-the-race-{j}").as_str());
+        }
+    }
+    // Nothing published during the race is lost.
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let inbox = n.inbox("t 100");
+        let has = |m: &str| inbox.iter().any(|v| v["msg"] == m);
+        assert!(has("during-the-race") && has("ann-during-the-race"), "{i}: {inbox:?}");
+    }
+}
+
+#[test]
+fn an_invited_peer_who_never_knew_the_secret_reads_the_topic() {
+    let tmp = temp();
+    let mut nodes = group(tmp.path(), &["ann", "bob"], &[]);
+    nodes[0].wait_topic_peers("t", 1);
+    nodes[1].wait_topic_peers("t", 1);
+    nodes[0].send("/rekey t");
+    nodes[1].wait_event("rekeyed", |_| true);
+    nodes[0].wait_topic_peers("t", 1);
+    nodes[1].send("/pub t before-erin-came");
+    nodes[0].wait_event("message", |v| v["msg"] == "before-erin-came");
+    let ann_addr = nodes[0].addr.clone();
+    let mut erin = TestNode::start("erin", &tmp.path().join("erin"), &["--peer", &ann_addr]);
+    nodes[0].wait_peers("to include erin", |p| p.iter().any(|p| p["name"] == "erin"));
+    nodes[0].send("/invite t erin");
+    let invited = erin.wait_event("invited", |_| true);
+    assert_eq!(invited["topic"], "t");
+    assert_eq!(invited["epoch"], 1);
+    let caught = erin.wait_event("message", |v| v["msg"] == "before-erin-came");
+    assert_eq!(caught["via"], "sync");
+    erin.wait_topic_peers("t", 1);
+    erin.send("/pub t erin-says-hello");
+    nodes[1].wait_event("message", |v| v["msg"] == "erin-says-hello");
+    assert_eq!(erin.ask("/topics", "topics")["topics"][0], "t");
+}
