@@ -488,3 +488,76 @@ fn publishing_twice_with_one_client_id_yields_one_message() {
     let alice_inbox = get(&api, "/inbox/alice").json();
     assert_eq!(alice_inbox.as_array().unwrap().len(), 2, "{alice_inbox}");
 }
+
+#[test]
+fn members_rekey_and_invitations_over_the_api() {
+    let tmp = temp();
+    let mut ann = api_node("Ann", &tmp.path().join("ann"), &["--topic", "club=s"]);
+    let mut bob = api_node(
+        "Bob",
+        &tmp.path().join("bob"),
+        &["--topic", "club=s", "--peer", &ann.addr.clone()],
+    );
+    let mut eve = api_node("Eve", &tmp.path().join("eve"), &["--peer", &ann.addr.clone()]);
+    let (ann_api, eve_api) = (ann.api.clone().unwrap(), eve.api.clone().unwrap());
+    ann.wait_topic_peers("club", 1);
+    // The roster: Ann and Bob, named.
+    let deadline = std::time::Instant::now() + support::WAIT;
+    let roster = loop {
+        let r = get(&ann_api, "/members/Ann?topic=club");
+        assert_eq!(r.status, 200, "{}", r.body);
+        if r.json()["members"].as_array().unwrap().len() == 2 {
+            break r.json();
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.body);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(roster["epoch"], 0);
+    let names: Vec<&str> = roster["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Ann") && names.contains(&"Bob"), "{roster}");
+    // A rekey moves the topic to epoch 1; Bob follows.
+    let r = post(&ann_api, "/rekey", &json!({"user": "Ann", "topic": "club"}));
+    assert_eq!((r.status, r.json()["epoch"].clone()), (200, json!(1)), "{}", r.body);
+    bob.wait_event("rekeyed", |v| v["epoch"] == 1);
+    let r = get(&ann_api, "/subscriptions/Ann?detail=true");
+    assert_eq!(r.json(), json!([{"topic": "club", "epoch": 1}]));
+    assert_eq!(get(&ann_api, "/subscriptions/Ann").json(), json!(["club"]));
+    // An invitation brings Eve in, with no secret.
+    ann.wait_peers("to include Eve", |p| p.iter().any(|p| p["name"] == "Eve"));
+    let r = post(
+        &ann_api,
+        "/invite",
+        &json!({"user": "Ann", "topic": "club", "peer": "Eve"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    eve.wait_event("invited", |v| v["topic"] == "club");
+    assert_eq!(
+        get(&eve_api, "/subscriptions/Eve?detail=true").json(),
+        json!([{"topic": "club", "epoch": 1}])
+    );
+    // Errors: unknown topic, unknown peer, bad body, a topic not held.
+    let r = post(&ann_api, "/rekey", &json!({"user": "Ann", "topic": "nope"}));
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = post(
+        &ann_api,
+        "/invite",
+        &json!({"user": "Ann", "topic": "club", "peer": "nobody"}),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = post(
+        &ann_api,
+        "/rekey",
+        &json!({"user": "Ann", "topic": "club", "remove": "Bob"}),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = get(&ann_api, "/members/Ann?topic=nope");
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = get(&ann_api, "/members/Ann");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.json()["error"].is_string());
+}

@@ -23,7 +23,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Event, PeerSummary};
+use crate::event::{Event, MemberSummary, PeerSummary};
 use crate::node::{InboxPage, Node};
 use crate::store::Cursor;
 pub use error::ApiError;
@@ -145,6 +145,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/dm", post(dm))
         .route("/inbox/{user}", get(inbox))
         .route("/subscriptions/{user}", get(subscriptions))
+        .route("/members/{user}", get(members))
+        .route("/rekey", post(rekey))
+        .route("/invite", post(invite))
         .route("/peers", get(peers))
         .route("/outbox", get(outbox))
         .route("/events", get(events))
@@ -244,6 +247,60 @@ struct DmResponse {
     id: String,
     to: String,
     queued: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RekeyRequest {
+    user: String,
+    topic: String,
+    /// Peers (ids or names) to remove.
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RekeyResponse {
+    status: String,
+    topic: String,
+    epoch: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteRequest {
+    user: String,
+    topic: String,
+    peer: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicParam {
+    topic: String,
+    /// Accepted here so `?token=` can ride along on any URL.
+    #[serde(default)]
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionsParams {
+    /// Objects with each topic's epoch instead of bare names.
+    #[serde(default)]
+    detail: bool,
+    /// Accepted here so `?token=` can ride along on any URL.
+    #[serde(default)]
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MembersResponse {
+    topic: String,
+    epoch: u32,
+    members: Vec<MemberSummary>,
 }
 
 #[derive(Serialize)]
@@ -395,9 +452,54 @@ async fn inbox(
     Ok((headers, Json(items)))
 }
 
-async fn subscriptions(State(state): State<ApiState>, Path(user): Path<String>) -> Result<Json<Vec<String>>, ApiError> {
+async fn subscriptions(
+    State(state): State<ApiState>,
+    Path(user): Path<String>,
+    Query(params): Query<SubscriptionsParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     state.check_user(&user)?;
-    Ok(Json(state.node.topics()))
+    let topics = state.node.topics();
+    if !params.detail {
+        return Ok(Json(serde_json::json!(topics)));
+    }
+    let epochs = state.node.topic_peers().await?.epochs;
+    let detail: Vec<serde_json::Value> = topics
+        .into_iter()
+        .map(|t| serde_json::json!({ "topic": t, "epoch": epochs.get(&t).copied().unwrap_or(0) }))
+        .collect();
+    Ok(Json(serde_json::json!(detail)))
+}
+
+async fn members(
+    State(state): State<ApiState>,
+    Path(user): Path<String>,
+    Query(params): Query<TopicParam>,
+) -> Result<Json<MembersResponse>, ApiError> {
+    state.check_user(&user)?;
+    let (epoch, members) = state.node.members(&params.topic).await?;
+    Ok(Json(MembersResponse {
+        topic: params.topic,
+        epoch,
+        members,
+    }))
+}
+
+async fn rekey(State(state): State<ApiState>, Body(req): Body<RekeyRequest>) -> Result<Json<RekeyResponse>, ApiError> {
+    state.check_user(&req.user)?;
+    let epoch = state.node.rekey(&req.topic, &req.remove).await?;
+    Ok(Json(RekeyResponse {
+        status: format!("{} moved to epoch {epoch}", req.topic),
+        topic: req.topic,
+        epoch,
+    }))
+}
+
+async fn invite(State(state): State<ApiState>, Body(req): Body<InviteRequest>) -> Result<Json<Status>, ApiError> {
+    state.check_user(&req.user)?;
+    state.node.invite(&req.topic, &req.peer).await?;
+    Ok(Json(Status {
+        status: format!("invitation to {} sent to {}", req.topic, req.peer),
+    }))
 }
 
 async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<PeerSummary>>, ApiError> {
