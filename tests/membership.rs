@@ -48,6 +48,10 @@ fn epoch(node: &mut TestNode) -> u64 {
 #[test]
 fn a_removed_member_reads_nothing_after_the_rekey_and_the_others_lose_nothing() {
     let tmp = temp();
+    // Where root and tshark are there (CI), every packet on loopback is
+    // captured: none may hold what is published after the rekey.
+    let pcap = tmp.path().join("loopback.pcapng");
+    let mut tshark = can_capture().then(|| support::start_capture(&[], "lo", "tcp", &pcap));
     let mut nodes = group(tmp.path(), &["ann", "bob", "cid", "dee"], &[]);
     for n in nodes.iter_mut() {
         n.wait_topic_peers("t", 1);
@@ -123,6 +127,31 @@ fn a_removed_member_reads_nothing_after_the_rekey_and_the_others_lose_nothing() 
             .any(|m| m["peer"] == dee.as_str()),
         "{roster}"
     );
+    if let Some(tshark) = tshark.as_mut() {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &tshark.id().to_string()])
+            .status();
+        let _ = tshark.wait();
+        let bytes = std::fs::read(&pcap).unwrap();
+        assert!(bytes.len() > 10_000, "the capture is too small: {} bytes", bytes.len());
+        let needle = b"secret-plans-after-the-rekey";
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "a packet holds the plaintext"
+        );
+    }
+}
+
+/// Whether loopback can be captured here (root and tshark). With
+/// MURMUR_NETNS_TESTS=1 (CI, which installs tshark) it must be.
+fn can_capture() -> bool {
+    let ok = |cmd: &str, arg: &str| std::process::Command::new(cmd).arg(arg).output().ok();
+    let tshark = ok("tshark", "--version").is_some_and(|o| o.status.success());
+    let root = ok("id", "-u").is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !(tshark && root) && std::env::var("MURMUR_NETNS_TESTS").as_deref() == Ok("1") {
+        panic!("MURMUR_NETNS_TESTS=1 but tshark is missing or this is not root");
+    }
+    tshark && root
 }
 
 /// The `by` of a rekeyed event is a peer id.

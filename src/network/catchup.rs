@@ -316,6 +316,8 @@ impl EventLoop {
             match result {
                 Ok(insert) => {
                     self.note_member(&insert);
+                    // Messages count; members' announcements are stored, not counted.
+                    let message = insert.purpose == crate::envelope::Purpose::Topic;
                     let (done, rx) = oneshot::channel();
                     let insert = crate::store::Insert {
                         done: Some(done),
@@ -324,7 +326,7 @@ impl EventLoop {
                     if self.store.insert(insert).await.is_err() {
                         break;
                     }
-                    stored.push(rx);
+                    stored.push((message, rx));
                 }
                 Err(reason) => tracing::debug!(%peer, reason, "dropped a caught-up envelope"),
             }
@@ -332,8 +334,8 @@ impl EventLoop {
         let done = self.completions_tx.clone();
         tokio::spawn(async move {
             let mut new = 0;
-            for rx in stored {
-                if let Ok(Ok(true)) = rx.await {
+            for (message, rx) in stored {
+                if let (true, Ok(Ok(true))) = (message, rx.await) {
                     new += 1;
                 }
             }

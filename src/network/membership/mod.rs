@@ -7,8 +7,10 @@
 //!
 //! Control messages to a member travel end to end like direct messages:
 //! rekeys and invitations through the outbox (durable, retried until the
-//! expiry), requests for the current epoch at once. docs/security.md,
-//! "Membership".
+//! expiry), requests for the current epoch at once; what a node does with
+//! the ones it receives is in [`incoming`]. docs/security.md, "Membership".
+
+mod incoming;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -190,7 +192,7 @@ impl EventLoop {
         Ok((entry.epoch, members))
     }
 
-    fn current_entry(&self, name: &str) -> Result<TopicEntry, NodeError> {
+    pub(super) fn current_entry(&self, name: &str) -> Result<TopicEntry, NodeError> {
         let keyring = self.keyring.read().expect("keyring lock");
         keyring
             .topic(name)
@@ -305,7 +307,7 @@ impl EventLoop {
     /// it (publishing goes there now), keeps reading `previous` for the
     /// grace period, carries the roster over (less the removed), announces
     /// ourselves, and reports `rekeyed`.
-    fn switch_epoch(
+    pub(super) fn switch_epoch(
         &mut self,
         name: &str,
         keys: &EpochKeys,
@@ -382,7 +384,7 @@ impl EventLoop {
 
     /// Reads an epoch we are not moving to (a concurrent rekey that lost)
     /// for the grace period, so that what was published in it is not lost.
-    fn read_for_grace(&mut self, name: &str, keys: &EpochKeys) {
+    pub(super) fn read_for_grace(&mut self, name: &str, keys: &EpochKeys) {
         let hash = gossipsub::IdentTopic::new(hex::encode(keys.id)).hash();
         if self.topics.is_joined(&hash) {
             return;
@@ -449,7 +451,7 @@ impl EventLoop {
 
     /// Seals a control message for `peer` and sends it: through the outbox
     /// (`reliable`: kept and retried until the expiry) or at once.
-    fn send_control(&mut self, peer: PeerId, control: DirectControl, reliable: bool) {
+    pub(super) fn send_control(&mut self, peer: PeerId, control: DirectControl, reliable: bool) {
         let Some(key) = self.pair_key(&peer) else {
             tracing::warn!(%peer, "cannot send a control message: no key to seal it to");
             return;
@@ -512,195 +514,5 @@ impl EventLoop {
             };
             self.send_control(peer, request, false);
         }
-    }
-
-    /// A control message from `peer` (already checked and opened). `Err` is
-    /// the reason given back to it.
-    pub(super) fn on_control(&mut self, peer: PeerId, control: DirectControl) -> Result<(), String> {
-        match control {
-            DirectControl::Rekey {
-                topic,
-                prev,
-                keys,
-                removed,
-            } => self.on_rekey(peer, &topic, prev, keys, removed),
-            DirectControl::Invite { topic, keys, removed } => self.on_invite(peer, &topic, keys, removed),
-            DirectControl::KeyRequest { topic, id, epoch } => self.on_key_request(peer, &topic, id, epoch),
-        }
-    }
-
-    fn on_rekey(
-        &mut self,
-        from: PeerId,
-        name: &str,
-        prev: [u8; 32],
-        keys: EpochKeys,
-        removed: Vec<String>,
-    ) -> Result<(), String> {
-        let Ok(current) = self.current_entry(name) else {
-            return Ok(()); // Not (or no longer) subscribed: nothing to do.
-        };
-        let held = self
-            .keyring
-            .read()
-            .expect("keyring lock")
-            .by_id(&prev)
-            .is_some_and(|e| e.name == name);
-        if !held {
-            return Err("not an epoch of this topic this node held".into());
-        }
-        if !self.membership.is_member(&prev, &from) {
-            return Err("only a member of the epoch it replaces may rekey a topic".into());
-        }
-        if keys.id == current.id {
-            return Ok(());
-        }
-        let current_keys = EpochKeys {
-            epoch: current.epoch,
-            id: current.id,
-            key: current.key,
-        };
-        if !control::wins(&keys, &current_keys) {
-            // A concurrent rekey that lost: read it for the grace period,
-            // publish in the winner.
-            self.read_for_grace(name, &keys);
-            return Ok(());
-        }
-        // The peers this rekey removes beyond what we knew.
-        let removed_now: Vec<String> = removed
-            .iter()
-            .filter(|p| !current.removed.contains(p))
-            .cloned()
-            .collect();
-        let mut all: BTreeSet<String> = current.removed.iter().cloned().collect();
-        all.extend(removed.iter().cloned());
-        let prev_entry = self
-            .keyring
-            .read()
-            .expect("keyring lock")
-            .by_id(&prev)
-            .cloned()
-            .expect("held");
-        self.switch_epoch(name, &keys, &prev_entry, all.into_iter().collect(), from, removed_now)
-            .map_err(|e| e.to_string())?;
-        // Our own rekey lost to this one: those we told of ours hear of the
-        // winner from us too (some may not be reachable by its author), and
-        // removals it did not make are made again, on top of it.
-        let ours = self.membership.our_rekeys.remove(name);
-        if let Some(ours) = ours.filter(|o| o.id == current.id) {
-            for peer in ours.recipients.iter().filter(|p| **p != from) {
-                let winner = DirectControl::Rekey {
-                    topic: name.to_owned(),
-                    prev: ours.prev,
-                    keys: keys.clone(),
-                    removed: removed.clone(),
-                };
-                self.send_control(*peer, winner, true);
-            }
-            let missing: Vec<String> = ours.removed.into_iter().filter(|p| !removed.contains(p)).collect();
-            if !missing.is_empty() {
-                tracing::info!(
-                    topic = name,
-                    "a concurrent rekey won without our removals: rekeying again"
-                );
-                if let Err(e) = self.rekey(name, &missing) {
-                    tracing::warn!("cannot rekey again: {e}");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn on_invite(&mut self, from: PeerId, name: &str, keys: EpochKeys, removed: Vec<String>) -> Result<(), String> {
-        crate::commands::validate_topic(name).map_err(|e| e.to_string())?;
-        if let Ok(current) = self.current_entry(name) {
-            if current.id == keys.id {
-                return Ok(());
-            }
-            // An invitation to a newer epoch from a member: as a rekey.
-            let current_keys = EpochKeys {
-                epoch: current.epoch,
-                id: current.id,
-                key: current.key,
-            };
-            if self.membership.is_member(&current.id, &from) && control::wins(&keys, &current_keys) {
-                return self.on_rekey(from, name, current.id, keys, removed);
-            }
-            return Err(format!("this node already has a topic named {name:?}"));
-        }
-        self.keyring
-            .write()
-            .expect("keyring lock")
-            .join_epoch(name, &keys.keys(), keys.epoch, removed)
-            .map_err(|e| e.to_string())?;
-        let entry = self.current_entry(name).map_err(|e| e.to_string())?;
-        let inviter = self.peers.name(&from).unwrap_or_default();
-        self.membership.add(keys.id, from, inviter.clone());
-        let store = self.store.clone();
-        let row = Member {
-            peer: from.to_string(),
-            name: inviter,
-            event: None,
-        };
-        tokio::spawn(async move {
-            let _ = store.members_put(keys.id, vec![row]).await;
-        });
-        let hash = gossipsub::IdentTopic::new(hex::encode(keys.id)).hash();
-        self.join_quietly(entry).map_err(|e| e.to_string())?;
-        self.sync_topic_peers(&hash);
-        self.emit(Event::Invited {
-            topic: name.to_owned(),
-            by: from.to_string(),
-            epoch: keys.epoch,
-        });
-        Ok(())
-    }
-
-    fn on_key_request(&mut self, from: PeerId, name: &str, id: [u8; 32], epoch: u32) -> Result<(), String> {
-        let Ok(current) = self.current_entry(name) else {
-            return Ok(());
-        };
-        if current.id == id || epoch >= current.epoch {
-            return Ok(());
-        }
-        let held = self
-            .keyring
-            .read()
-            .expect("keyring lock")
-            .by_id(&id)
-            .is_some_and(|e| e.name == name);
-        if !held || !self.membership.is_member(&id, &from) {
-            return Err("not a member of that epoch".into());
-        }
-        if current.removed.contains(&from.to_string()) {
-            return Err("removed from the topic".into());
-        }
-        tracing::info!(topic = name, %from, "a member who was away gets the current epoch");
-        let rekey = DirectControl::Rekey {
-            topic: name.to_owned(),
-            prev: id,
-            keys: EpochKeys {
-                epoch: current.epoch,
-                id: current.id,
-                key: current.key,
-            },
-            removed: current.removed.clone(),
-        };
-        self.send_control(from, rekey, true);
-        Ok(())
-    }
-
-    /// The answer to a request for the current epoch: a refusal is told.
-    pub(super) fn on_control_answer(&mut self, request: &OutboundRequestId, result: Result<(), String>) -> bool {
-        let Some((peer, topic)) = self.membership.take_request(request) else {
-            return false;
-        };
-        if let Err(reason) = result {
-            tracing::info!(%peer, topic, "request for the current epoch refused: {reason}");
-            self.emit(Event::Notice {
-                text: format!("{peer} refused to give the current epoch of {topic}: {reason}"),
-            });
-        }
-        true
     }
 }
