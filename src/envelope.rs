@@ -54,6 +54,12 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// Whether rows of this purpose are messages a user reads (a topic
+    /// message or a direct message), not control traffic.
+    pub fn is_shown(self) -> bool {
+        matches!(self, Self::Topic | Self::DirectRecord)
+    }
+
     /// The purpose with this byte value, if any.
     pub fn from_byte(b: u8) -> Option<Self> {
         match b {

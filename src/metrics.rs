@@ -35,8 +35,10 @@ pub struct CommitSync {
 pub struct Metrics {
     /// Messages this node published.
     pub published: Counter,
-    /// Gossip messages that passed validation and opened.
+    /// Gossip messages (user messages, not control) that passed validation and opened.
     pub received: Counter,
+    /// Topic control messages (member announcements) that passed validation and opened.
+    pub control_received: Counter,
     /// Messages (topic and direct) newly stored and reported to the user.
     pub delivered: Counter,
     /// Received messages dropped, by reason.
@@ -97,8 +99,13 @@ impl Metrics {
         );
         r.register(
             "messages_received",
-            "Gossip messages that passed validation and opened",
+            "Gossip messages (not control) that passed validation and opened",
             self.received.clone(),
+        );
+        r.register(
+            "control_received",
+            "Topic control messages (member announcements) that passed validation and opened",
+            self.control_received.clone(),
         );
         r.register(
             "messages_delivered",

@@ -92,13 +92,18 @@ impl EventLoop {
         for ((propagation_source, message_id, _), verdict) in burst.into_iter().zip(verdicts) {
             let acceptance = match verdict {
                 Ok(insert) => {
+                    let control = insert.as_ref().is_some_and(|i| i.purpose == Purpose::Control);
                     if let Some(insert) = insert {
                         self.note_member(&insert);
                         if self.store.insert(insert).await.is_err() {
                             tracing::error!("inbox closed; message not stored");
                         }
                     }
-                    self.metrics.received.inc();
+                    if control {
+                        self.metrics.control_received.inc();
+                    } else {
+                        self.metrics.received.inc();
+                    }
                     gossipsub::MessageAcceptance::Accept
                 }
                 Err(reason) => {

@@ -23,10 +23,17 @@ pub const MAX_QUEUED_PUBLISHES: usize = 1024;
 /// Idempotent publishes remembered in memory (the inbox remembers them all).
 const MAX_RECENT_CLIENT_KEYS: usize = 4096;
 
+/// A signed frame waiting for a subscribed peer.
+struct Queued {
+    frame: Vec<u8>,
+    /// A user's message (counted in `/pending`), not a control message.
+    shown: bool,
+}
+
 /// The publishing side's state.
 pub(super) struct Publisher {
     /// Signed frames waiting for a subscribed peer, per topic hash.
-    queued: HashMap<gossipsub::TopicHash, VecDeque<Vec<u8>>>,
+    queued: HashMap<gossipsub::TopicHash, VecDeque<Queued>>,
     queued_total: usize,
     /// Client keys of recent idempotent publishes and their message ids (bounded).
     recent_client_keys: HashMap<[u8; 32], String>,
@@ -59,11 +66,11 @@ impl Publisher {
         }
     }
 
-    fn enqueue(&mut self, hash: gossipsub::TopicHash, frame: Vec<u8>) -> Result<(), NodeError> {
+    fn enqueue(&mut self, hash: gossipsub::TopicHash, frame: Vec<u8>, shown: bool) -> Result<(), NodeError> {
         if self.queued_total >= MAX_QUEUED_PUBLISHES {
             return Err(NodeError::QueueFull(MAX_QUEUED_PUBLISHES));
         }
-        self.queued.entry(hash).or_default().push_back(frame);
+        self.queued.entry(hash).or_default().push_back(Queued { frame, shown });
         self.queued_total += 1;
         self.metrics.queued_publishes.set(self.queued_total as i64);
         Ok(())
@@ -187,7 +194,8 @@ impl EventLoop {
         {
             Ok(_) => false,
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic | gossipsub::PublishError::AllQueuesFull(_)) => {
-                self.publisher.enqueue(hash.clone(), bytes.clone())?;
+                self.publisher
+                    .enqueue(hash.clone(), bytes.clone(), purpose.is_shown())?;
                 true
             }
             Err(e) => return Err(NodeError::Network(format!("publish failed: {e}"))),
@@ -269,12 +277,12 @@ impl EventLoop {
         let Some(queue) = self.publisher.queued.get_mut(hash) else {
             return;
         };
-        while let Some(bytes) = queue.front() {
+        while let Some(queued) = queue.front() {
             match self
                 .swarm
                 .behaviour_mut()
                 .gossipsub
-                .publish(hash.clone(), bytes.clone())
+                .publish(hash.clone(), queued.frame.clone())
             {
                 Ok(_) | Err(gossipsub::PublishError::Duplicate) => {
                     queue.pop_front();
@@ -292,9 +300,10 @@ impl EventLoop {
         }
     }
 
-    /// How many publishes wait for a peer, by topic name. Queued publishes
-    /// may be for open topics not joined: every topic, joined or not, is in
-    /// the keyring under its id (the wire topic).
+    /// How many of the user's publishes wait for a peer, by topic name
+    /// (control messages waiting beside them are not counted). Queued
+    /// publishes may be for open topics not joined: every topic, joined or
+    /// not, is in the keyring under its id (the wire topic).
     pub(super) fn queued_publishes(&self) -> BTreeMap<String, usize> {
         let keyring = self.keyring.read().expect("keyring lock");
         self.publisher
@@ -302,8 +311,10 @@ impl EventLoop {
             .iter()
             .filter_map(|(hash, q)| {
                 let id: [u8; 32] = hex::decode(hash.as_str()).ok()?.try_into().ok()?;
-                Some((keyring.by_id(&id)?.name.clone(), q.len()))
+                let shown = q.iter().filter(|queued| queued.shown).count();
+                Some((keyring.by_id(&id)?.name.clone(), shown))
             })
+            .filter(|(_, shown)| *shown > 0)
             .collect()
     }
 }

@@ -288,7 +288,12 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let path = dir.join(INBOX_FILE);
         let conn = schema::open_connection(&path)?;
-        let count: i64 = conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
+        // Messages a user reads; control rows (rosters, rekeys) are not counted.
+        let count: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM messages WHERE purpose IN (?1, ?2)",
+            [Purpose::Topic as u8, Purpose::DirectRecord as u8],
+            |r| r.get(0),
+        )?;
         metrics.inbox_messages.set(count);
         let (requests, rx) = mpsc::channel(STORE_QUEUE);
         let thread_metrics = metrics.clone();

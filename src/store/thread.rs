@@ -273,8 +273,10 @@ impl StoreThread {
                     if let Some(event) = m.member.and_then(|who| who.event).filter(|_| joined) {
                         let _ = self.events.send(Arc::new(event));
                     }
-                    if is_new {
+                    if is_new && m.purpose.is_shown() {
                         self.metrics.inbox_messages.inc();
+                    }
+                    if is_new {
                         match &m.event {
                             Some(Event::Message { .. }) => self.metrics.delivered.inc(),
                             Some(Event::Dm { .. }) => {
