@@ -265,6 +265,8 @@ pub enum Event {
         by: String,
         /// Peer ids removed by this rekey.
         removed: Vec<String>,
+        /// Display names of `by` and of the removed peers, where known (peer id → name).
+        names: std::collections::BTreeMap<String, String>,
     },
     /// A member invited this node into a topic: it is subscribed now.
     Invited {
@@ -272,6 +274,9 @@ pub enum Event {
         topic: String,
         /// Who invited (peer id).
         by: String,
+        /// The inviter's display name, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         /// The epoch joined.
         epoch: u32,
     },
@@ -450,16 +455,18 @@ impl Event {
                 epoch,
                 by,
                 removed,
+                names,
             } => {
-                let mut s = format!("{topic} moved to epoch {epoch} (rekeyed by {})", short_peer(by));
+                let who = |p: &String| named(p, &names.get(p).cloned());
+                let mut s = format!("{topic} moved to epoch {epoch} (rekeyed by {})", who(by));
                 if !removed.is_empty() {
-                    let names: Vec<String> = removed.iter().map(|p| short_peer(p)).collect();
-                    s.push_str(&format!("; removed: {}", names.join(", ")));
+                    let removed: Vec<String> = removed.iter().map(who).collect();
+                    s.push_str(&format!("; removed: {}", removed.join(", ")));
                 }
                 s
             }
-            Event::Invited { topic, by, epoch } => {
-                format!("{} invited this node into {topic} (epoch {epoch}): subscribed", short_peer(by))
+            Event::Invited { topic, by, name, epoch } => {
+                format!("{} invited this node into {topic} (epoch {epoch}): subscribed", named(by, name))
             }
             Event::MemberJoined { topic, peer, name } => {
                 format!("{name} ({}) is a member of {topic}", short_peer(peer))
@@ -625,6 +632,19 @@ mod tests {
             name: Some("alice".into()),
         };
         assert_eq!(sent.to_human(), "dm 433018471a9e delivered to alice");
+        let carol = "12D3KooWQXspLtWnoQC7rEXvv2ZqTLzn9Nqop2Y8emNGKzQE18xj".to_owned();
+        let dave = "12D3KooWGdgomaRVJ5iX6G1Xqx8a9mkVcbk2GvSTj3K44fNohGVb".to_owned();
+        let rekeyed = Event::Rekeyed {
+            topic: "news".into(),
+            epoch: 1,
+            by: bob.clone(),
+            removed: vec![carol.clone(), dave.clone()],
+            names: [(bob.clone(), "bob".to_owned()), (carol.clone(), "carol".to_owned())].into(),
+        };
+        assert_eq!(
+            rekeyed.to_human(),
+            format!("news moved to epoch 1 (rekeyed by bob (12D3…sN4xYb)); removed: carol (12D3…QE18xj), {dave}")
+        );
         let synced = |received, sent| Event::Synced {
             peer: bob.clone(),
             name: Some("bob".into()),

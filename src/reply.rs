@@ -45,6 +45,14 @@ pub enum NodeError {
         /// Its reason.
         reason: String,
     },
+    /// `/invite` of a peer that a rekey removed from the topic.
+    #[error("cannot invite {peer} into {topic}: a rekey removed it from this topic")]
+    WasRemoved {
+        /// The peer.
+        peer: String,
+        /// The topic.
+        topic: String,
+    },
     /// Too many publishes wait for a peer already.
     #[error("{0} messages already wait for a peer; try again once one connects")]
     QueueFull(usize),

@@ -72,6 +72,8 @@ fn a_removed_member_reads_nothing_after_the_rekey_and_the_others_lose_nothing() 
     let rekeyed = nodes[0].wait_event("rekeyed", |_| true);
     assert_eq!(rekeyed["epoch"], 1);
     assert_eq!(rekeyed["removed"][0], dee.as_str(), "{rekeyed}");
+    assert_eq!(rekeyed["names"][dee.as_str()], "dee", "{rekeyed}");
+    assert_eq!(rekeyed["names"][nodes[0].peer_id.as_str()], "ann", "{rekeyed}");
     for n in nodes[1..3].iter_mut() {
         let r = n.wait_event("rekeyed", |v| v["topic"] == "t");
         assert_eq!(r["epoch"], 1);
@@ -126,6 +128,13 @@ fn a_removed_member_reads_nothing_after_the_rekey_and_the_others_lose_nothing() 
             .iter()
             .any(|m| m["peer"] == dee.as_str()),
         "{roster}"
+    );
+    // An invitation does not undo the removal: Ann is told why.
+    nodes[0].send("/invite t dee");
+    let e = nodes[0].wait_event("error", |_| true);
+    assert_eq!(
+        e["error"], "cannot invite dee into t: a rekey removed it from this topic",
+        "{e}"
     );
     if let Some(tshark) = tshark.as_mut() {
         let _ = std::process::Command::new("kill")
@@ -260,6 +269,7 @@ fn an_invited_peer_who_never_knew_the_secret_reads_the_topic() {
     let invited = erin.wait_event("invited", |_| true);
     assert_eq!(invited["topic"], "t");
     assert_eq!(invited["epoch"], 1);
+    assert_eq!(invited["name"], "ann", "{invited}");
     let caught = erin.wait_event("message", |v| v["msg"] == "before-erin-came");
     assert_eq!(caught["via"], "sync");
     erin.wait_topic_peers("t", 1);

@@ -152,6 +152,7 @@ impl EventLoop {
         self.emit(Event::Invited {
             topic: name.to_owned(),
             by: from.to_string(),
+            name: self.peers.name(&from),
             epoch: keys.epoch,
         });
         Ok(())

@@ -86,6 +86,11 @@ impl Membership {
         true
     }
 
+    /// The name `peer` signed as a member of the epoch `topic_id`, if it is one.
+    fn name(&self, topic_id: &[u8; 32], peer: &PeerId) -> Option<String> {
+        self.rosters.get(topic_id)?.get(peer).filter(|n| !n.is_empty()).cloned()
+    }
+
     /// Whether `peer` is a member of the epoch `topic_id`.
     pub(super) fn is_member(&self, topic_id: &[u8; 32], peer: &PeerId) -> bool {
         self.rosters.get(topic_id).is_some_and(|r| r.contains_key(peer))
@@ -285,9 +290,9 @@ impl EventLoop {
             return Err(NodeError::SelfDm);
         }
         if current.removed.contains(&peer.to_string()) {
-            return Err(NodeError::Refused {
-                peer: peer.to_string(),
-                reason: "it was removed from this topic; rekey without it first".into(),
+            return Err(NodeError::WasRemoved {
+                peer: self.peers.name(&peer).unwrap_or_else(|| peer.to_string()),
+                topic: name.to_owned(),
             });
         }
         let invite = DirectControl::Invite {
@@ -373,11 +378,26 @@ impl EventLoop {
         self.join_quietly(entry)?;
         self.sync_topic_peers(&hash);
         tracing::info!(topic = name, epoch = keys.epoch, %by, "topic moved to a new epoch");
+        let names = std::iter::once(by.to_string())
+            .chain(removed_now.iter().cloned())
+            .filter_map(|p| {
+                let peer: PeerId = p.parse().ok()?;
+                let name = if peer == *self.swarm.local_peer_id() {
+                    Some(self.name.clone())
+                } else {
+                    self.membership
+                        .name(&previous.id, &peer)
+                        .or_else(|| self.peers.name(&peer))
+                };
+                Some((p, name?))
+            })
+            .collect();
         self.emit(Event::Rekeyed {
             topic: name.to_owned(),
             epoch: keys.epoch,
             by: by.to_string(),
             removed: removed_now,
+            names,
         });
         Ok(())
     }
