@@ -136,6 +136,35 @@ fn a_removed_member_reads_nothing_after_the_rekey_and_the_others_lose_nothing() 
         e["error"], "cannot invite dee into t: a rekey removed it from this topic",
         "{e}"
     );
+    // Dee tries to take the topic back: she was on the roster of epoch 0,
+    // which she still holds, and rekeys from it. Every member refuses her.
+    nodes[3].send("/rekey t");
+    let refused = nodes[3].wait_event("notice", |v| {
+        v["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("a peer removed from this topic may not rekey it"))
+    });
+    assert!(refused["text"].as_str().unwrap().contains("not delivered"), "{refused}");
+    nodes[0].send("/pub t still-without-dee");
+    nodes[1].seen_or_wait_for("message", |v| v["msg"] == "still-without-dee");
+    for node in nodes[..3].iter_mut() {
+        assert_eq!(epoch(node), 1, "{}", node.name);
+        assert!(
+            !node
+                .seen
+                .iter()
+                .any(|v| v["event"] == "rekeyed" && v["by"] == dee.as_str()),
+            "{} switched to Dee's epoch",
+            node.name
+        );
+    }
+    assert!(
+        !nodes[3]
+            .drain_for(Duration::from_secs(1))
+            .iter()
+            .any(|v| v["msg"] == "still-without-dee"),
+        "the removed member read a message after trying to rekey"
+    );
     if let Some(tshark) = tshark.as_mut() {
         let _ = std::process::Command::new("kill")
             .args(["-INT", &tshark.id().to_string()])

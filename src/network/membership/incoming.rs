@@ -53,6 +53,13 @@ impl EventLoop {
         if !self.membership.is_member(&prev, &from) {
             return Err("only a member of the epoch it replaces may rekey a topic".into());
         }
+        // A removed member was on the roster of the epochs before its
+        // removal: without this it could rekey from one of them and win
+        // (with a higher epoch number, or the smaller id of a tie).
+        let sender = from.to_string();
+        if current.removed.contains(&sender) {
+            return Err("a peer removed from this topic may not rekey it".into());
+        }
         if keys.id == current.id {
             return Ok(());
         }
@@ -61,7 +68,15 @@ impl EventLoop {
             id: current.id,
             key: current.key,
         };
-        if !control::wins(&keys, &current_keys) {
+        // A rekey removing the author of our current epoch replaces it
+        // whatever the numbers: a member removed while it rekeyed, whose
+        // rekey reached us first, does not keep us apart from the others.
+        let removes_its_author = self
+            .membership
+            .authors
+            .get(&current.id)
+            .is_some_and(|author| removed.contains(&author.to_string()));
+        if !control::wins(&keys, &current_keys) && !removes_its_author {
             // A concurrent rekey that lost: read it for the grace period,
             // publish in the winner.
             self.read_for_grace(name, &keys);
@@ -84,6 +99,7 @@ impl EventLoop {
             .expect("held");
         self.switch_epoch(name, &keys, &prev_entry, all.into_iter().collect(), from, removed_now)
             .map_err(|e| e.to_string())?;
+        self.membership.authors.insert(keys.id, from);
         // Our own rekey lost to this one: those we told of ours hear of the
         // winner from us too (some may not be reachable by its author), and
         // removals it did not make are made again, on top of it.

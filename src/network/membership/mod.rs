@@ -62,6 +62,9 @@ pub(super) struct Membership {
     requests: HashMap<OutboundRequestId, (PeerId, String)>,
     /// (peer, topic name) asked on the current connection to that peer.
     asked: HashSet<(PeerId, String)>,
+    /// Who made each epoch we switched to on another's rekey (by topic id),
+    /// so that a rekey removing that author replaces its epoch.
+    authors: HashMap<[u8; 32], PeerId>,
 }
 
 impl Membership {
@@ -73,6 +76,7 @@ impl Membership {
             our_rekeys: HashMap::new(),
             requests: HashMap::new(),
             asked: HashSet::new(),
+            authors: HashMap::new(),
         }
     }
 
