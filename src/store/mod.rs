@@ -1,5 +1,5 @@
-//! The inbox: an SQLite database in the data dir, run on its own thread behind
-//! a cloneable [`Store`] handle. It holds sealed envelopes only (message bodies
+//! The inbox: an SQLite database in the data dir, run by one task (or thread)
+//! behind a cloneable [`Store`] handle. It holds sealed envelopes only (message bodies
 //! never touch the disk in plaintext) and commits inserts in groups: every
 //! write that arrives while a commit is running joins the next one, and a
 //! message is reported (its event sent) only after its commit. How durable a
@@ -296,11 +296,23 @@ impl Store {
         )?;
         metrics.inbox_messages.set(count);
         let (requests, rx) = mpsc::channel(STORE_QUEUE);
-        let thread_metrics = metrics.clone();
-        std::thread::Builder::new()
-            .name("murmur-store".into())
-            .spawn(move || StoreThread::new(conn, events, path, thread_metrics, durability).run(rx))
-            .expect("spawning the store thread");
+        let store = StoreThread::new(conn, events, path, metrics.clone(), durability);
+        // On a multi-threaded runtime the store is a task: the event loop
+        // hands it a message, and it hands the printer the message's event,
+        // without waking a sleeping thread each time (thread::run_off_worker
+        // keeps what may block for long off the workers). Elsewhere it has a
+        // thread of its own.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                runtime.spawn(store.run(rx));
+            }
+            _ => {
+                std::thread::Builder::new()
+                    .name("murmur-store".into())
+                    .spawn(move || futures::executor::block_on(store.run(rx)))
+                    .expect("spawning the store thread");
+            }
+        }
         Ok(Self { requests, metrics })
     }
 

@@ -1,6 +1,7 @@
-//! The store thread: owns the SQLite connection, answers the handle's
-//! requests in order and commits inserts in groups, reporting each message
-//! only once its commit is durable.
+//! The store's loop (a task on the node's runtime, or a thread of its own):
+//! owns the SQLite connection, answers the handle's requests in order and
+//! commits inserts in groups, reporting each message only once its commit is
+//! durable.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,10 +60,13 @@ impl StoreThread {
         Ok(mode)
     }
 
-    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    /// Answers requests until `Close` or until every handle is gone. A group
+    /// commit of topic messages (a short write, no fsync) runs in place;
+    /// queries and fsynced commits run off the runtime's workers.
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         tracing::debug!(path = %self.path.display(), "inbox open");
         let mut batch: Vec<Insert> = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
+        while let Some(first) = rx.recv().await {
             let mut next = Some(first);
             while let Some(request) = next.take() {
                 match request {
@@ -74,7 +78,7 @@ impl StoreThread {
                             tracing::debug!("inbox closed");
                             return;
                         }
-                        self.answer(other);
+                        run_off_worker(|| self.answer(other));
                     }
                 }
                 if batch.len() < MAX_BATCH {
@@ -221,6 +225,14 @@ impl StoreThread {
         }
         // A direct message has no other copy than ours: its commit is fsynced.
         let holds_dm = batch.iter().any(|m| m.purpose != Purpose::Topic);
+        if holds_dm || self.durability == Durability::Full {
+            run_off_worker(|| self.commit_now(batch, holds_dm));
+        } else {
+            self.commit_now(batch, false);
+        }
+    }
+
+    fn commit_now(&mut self, batch: &mut Vec<Insert>, holds_dm: bool) {
         let mode = self.commit_mode(holds_dm);
         let result = (|| -> Result<Vec<(bool, bool)>, rusqlite::Error> {
             mode?;
@@ -401,5 +413,17 @@ impl StoreThread {
             }
         }
         Ok(out)
+    }
+}
+
+/// Runs `f`, which may block for a while (a query, an fsync), without holding
+/// up the other tasks of a multi-threaded runtime: its worker's tasks move to
+/// another thread meanwhile. Elsewhere (the store's own thread) it runs `f`.
+fn run_off_worker<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
