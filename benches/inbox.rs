@@ -49,6 +49,8 @@ static NEXT_TS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 fn durable_inserts(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
+    // Opened on the runtime, as a node opens it: the store runs as a task.
+    let _runtime = rt.enter();
     let mut group = c.benchmark_group("inbox");
     group.throughput(Throughput::Elements(50_000));
     group.sample_size(10);
@@ -77,6 +79,7 @@ fn page_read(c: &mut Criterion) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let rt = Runtime::new().unwrap();
+    let _runtime = rt.enter();
     let dir = std::env::temp_dir().join(format!("murmur-bench-inbox-{rows}"));
     std::fs::create_dir_all(&dir).unwrap();
     let store = Store::open(&dir, broadcast::channel(16).0).unwrap();
