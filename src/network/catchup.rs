@@ -459,7 +459,15 @@ impl EventLoop {
             if let Some(budget) = self.catchup.serve_budget.get_mut(&peer) {
                 budget.1 += n;
             }
-            *self.catchup.served.entry((peer, topic_id)).or_default() += n;
+            // The `synced` event's `sent`, like its `received`, counts the
+            // messages a user reads, not roster announcements.
+            let shown = envelopes
+                .iter()
+                .filter(|e| {
+                    crate::signed::decode(e).is_ok_and(|f| f.envelope.purpose == crate::envelope::Purpose::Topic)
+                })
+                .count() as u64;
+            *self.catchup.served.entry((peer, topic_id)).or_default() += shown;
             self.metrics.sync_sent.inc_by(n);
         }
         if self
