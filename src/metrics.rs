@@ -55,7 +55,7 @@ pub struct Metrics {
     pub inbox_messages: Gauge,
     /// Published messages waiting for a subscribed peer.
     pub queued_publishes: Gauge,
-    /// Inserts waiting for the store thread.
+    /// Inserts waiting for the store.
     pub store_queue: Gauge,
     /// Inserts that failed (disk full, I/O error).
     pub store_errors: Counter,
@@ -159,11 +159,7 @@ impl Metrics {
             "Published messages waiting for a subscribed peer",
             self.queued_publishes.clone(),
         );
-        r.register(
-            "store_queue",
-            "Inserts waiting for the store thread",
-            self.store_queue.clone(),
-        );
+        r.register("store_queue", "Inserts waiting for the store", self.store_queue.clone());
         r.register("store_errors", "Inbox writes that failed", self.store_errors.clone());
         r.register(
             "sync_sessions",

@@ -4,7 +4,7 @@
 //! ```text
 //!  stdin task ─┐                      ┌─> libp2p Swarm (gossipsub, dm, mdns, identify, ping)
 //!  API task  ──┼─ Request (mpsc) ──> EventLoop
-//!  library   ──┘                      └─> Store thread (SQLite, group commits)
+//!  library   ──┘                      └─> Store task (SQLite, group commits)
 //!       ^                                      │
 //!       └──────── Event (broadcast) <──────────┴── (messages reported after commit)
 //! ```

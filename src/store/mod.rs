@@ -24,7 +24,7 @@ use thread::StoreThread;
 
 /// File name of the inbox database inside the data dir.
 pub const INBOX_FILE: &str = "inbox.sqlite3";
-/// Requests that may wait for the store thread; senders wait when it is full.
+/// Requests that may wait for the store; senders wait when it is full.
 pub const STORE_QUEUE: usize = 4096;
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -54,7 +54,7 @@ pub enum StoreError {
     /// SQLite reported an error (disk full, I/O error, corrupt file…).
     #[error("inbox database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The store thread has stopped.
+    /// The store has stopped.
     #[error("inbox database is closed")]
     Closed,
 }
@@ -207,7 +207,7 @@ pub struct Member {
     pub event: Option<Event>,
 }
 
-/// What the [`Store`] handle asks of the store thread.
+/// What the [`Store`] handle asks of the store.
 enum Request {
     Insert(Box<Insert>),
     Query {
@@ -328,7 +328,7 @@ impl Store {
     /// Queues an insert; its event and `done` follow its commit.
     ///
     /// # Errors
-    /// [`StoreError::Closed`] when the store thread has stopped.
+    /// [`StoreError::Closed`] when the store has stopped.
     pub async fn insert(&self, insert: Insert) -> Result<(), StoreError> {
         self.requests
             .send(Request::Insert(Box::new(insert)))

@@ -13,7 +13,7 @@ pub(super) fn open_connection(path: &PathBuf) -> Result<Connection, StoreError> 
     // database file's mode, so they are private too.
     make_private(path);
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // The store thread sets NORMAL or FULL before each commit (`Durability`).
+    // The store sets NORMAL or FULL before each commit (`Durability`).
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // Rows are unique on (ts, id), not on the random id alone: the sender's

@@ -16,7 +16,7 @@ use crate::envelope::Purpose;
 use crate::event::Event;
 use crate::metrics::Metrics;
 
-/// The store thread's state.
+/// The store's state (run as a task or on a thread of its own).
 pub(super) struct StoreThread {
     pub(super) conn: Connection,
     events: broadcast::Sender<Arc<Event>>,
