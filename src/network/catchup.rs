@@ -101,6 +101,8 @@ pub(super) enum Completion {
         topic_id: [u8; 32],
         channel: ResponseChannel<SyncResponse>,
         response: SyncResponse,
+        /// Topic messages in the page (what the `synced` event's `sent` counts).
+        messages: u64,
     },
 }
 
@@ -153,7 +155,8 @@ impl EventLoop {
                 topic_id,
                 channel,
                 response,
-            } => self.sync_serve(peer, topic_id, channel, response),
+                messages,
+            } => self.sync_serve(peer, topic_id, channel, response, messages),
         }
     }
 
@@ -426,15 +429,18 @@ impl EventLoop {
                 after: request.after,
                 have: request.have.into_iter().collect(),
             };
-            let response = match store.sync_page(query).await {
-                Ok(page) => SyncResponse::Page {
-                    more: page.more,
-                    next: page.next,
-                    envelopes: page.envelopes,
-                },
+            let (response, messages) = match store.sync_page(query).await {
+                Ok(page) => (
+                    SyncResponse::Page {
+                        more: page.more,
+                        next: page.next,
+                        envelopes: page.envelopes,
+                    },
+                    page.messages,
+                ),
                 Err(e) => {
                     tracing::warn!("catch-up: cannot read the inbox: {e}");
-                    SyncResponse::Refused("history unavailable".into())
+                    (SyncResponse::Refused("history unavailable".into()), 0)
                 }
             };
             let serve = Completion::Serve {
@@ -442,6 +448,7 @@ impl EventLoop {
                 topic_id,
                 channel,
                 response,
+                messages,
             };
             let _ = done.send(super::Completion::Catchup(serve)).await;
         });
@@ -453,6 +460,7 @@ impl EventLoop {
         topic_id: [u8; 32],
         channel: ResponseChannel<SyncResponse>,
         response: SyncResponse,
+        messages: u64,
     ) {
         if let SyncResponse::Page { envelopes, .. } = &response {
             let n = envelopes.len() as u64;
@@ -461,13 +469,7 @@ impl EventLoop {
             }
             // The `synced` event's `sent`, like its `received`, counts the
             // messages a user reads, not roster announcements.
-            let shown = envelopes
-                .iter()
-                .filter(|e| {
-                    crate::signed::decode(e).is_ok_and(|f| f.envelope.purpose == crate::envelope::Purpose::Topic)
-                })
-                .count() as u64;
-            *self.catchup.served.entry((peer, topic_id)).or_default() += shown;
+            *self.catchup.served.entry((peer, topic_id)).or_default() += messages;
             self.metrics.sync_sent.inc_by(n);
         }
         if self

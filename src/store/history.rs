@@ -7,6 +7,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::thread::StoreThread;
 use super::{HeldIds, Retention, StoreError};
+use crate::envelope::Purpose;
 
 /// Bytes of a message id sent in a catch-up request's "have" set.
 pub const SHORT_ID_LEN: usize = 8;
@@ -56,6 +57,9 @@ pub struct SyncPage {
     pub next: Cursor,
     /// Whether the page stopped before the end of the window.
     pub more: bool,
+    /// How many of `envelopes` are topic messages (the rest are members'
+    /// announcements, which catch-up carries so rosters converge).
+    pub messages: u64,
 }
 
 /// What a peer catching up asks for: one page of a topic after a cursor.
@@ -119,7 +123,7 @@ impl StoreThread {
         let (topic_id, after, have) = (&q.topic_id, q.after, &q.have);
         let start = self.window_start(topic_id, q.retention, q.now)?.max(q.since);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT ts, id, envelope FROM messages
+            "SELECT ts, id, envelope, purpose FROM messages
              WHERE topic_id = ?1 AND ts >= ?2 AND (ts > ?3 OR (ts = ?3 AND id > ?4))
              ORDER BY ts, id",
         )?;
@@ -143,6 +147,9 @@ impl StoreThread {
                 let envelope: Vec<u8> = row.get(2)?;
                 bytes += envelope.len();
                 page.envelopes.push(envelope);
+                if row.get::<_, u8>(3)? == Purpose::Topic as u8 {
+                    page.messages += 1;
+                }
             }
         }
         Ok(page)
