@@ -302,16 +302,13 @@ impl Store {
         // without waking a sleeping thread each time (thread::run_off_worker
         // keeps what may block for long off the workers). Elsewhere it has a
         // thread of its own.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                runtime.spawn(store.run(rx));
-            }
-            _ => {
-                std::thread::Builder::new()
-                    .name("murmur-store".into())
-                    .spawn(move || futures::executor::block_on(store.run(rx)))
-                    .expect("spawning the store thread");
-            }
+        if let Some(runtime) = thread::multi_threaded_runtime() {
+            runtime.spawn(store.run(rx));
+        } else {
+            std::thread::Builder::new()
+                .name("murmur-store".into())
+                .spawn(move || futures::executor::block_on(store.run(rx)))
+                .expect("spawning the store thread");
         }
         Ok(Self { requests, metrics })
     }

@@ -46,10 +46,16 @@ impl StoreThread {
         }
     }
 
+    /// Whether a commit is fsynced: one that must be (`full`), or every one
+    /// with `--sync-writes full`.
+    fn fsyncs(&self, full: bool) -> bool {
+        full || self.durability == Durability::Full
+    }
+
     /// Makes the next commits fsynced (`full`) or not, as `durability` allows,
     /// and counts the commit that follows. Returns the mode set.
     fn commit_mode(&mut self, full: bool) -> Result<&'static str, rusqlite::Error> {
-        let full = full || self.durability == Durability::Full;
+        let full = self.fsyncs(full);
         if full != self.full {
             self.conn
                 .pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
@@ -225,7 +231,7 @@ impl StoreThread {
         }
         // A direct message has no other copy than ours: its commit is fsynced.
         let holds_dm = batch.iter().any(|m| m.purpose != Purpose::Topic);
-        if holds_dm || self.durability == Durability::Full {
+        if self.fsyncs(holds_dm) {
             run_off_worker(|| self.commit_now(batch, holds_dm));
         } else {
             self.commit_now(batch, false);
@@ -420,10 +426,17 @@ impl StoreThread {
 /// up the other tasks of a multi-threaded runtime: its worker's tasks move to
 /// another thread meanwhile. Elsewhere (the store's own thread) it runs `f`.
 fn run_off_worker<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
+    if multi_threaded_runtime().is_some() {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
+}
+
+/// The multi-threaded runtime this code runs on, if any: where the store is
+/// a task and may move blocking work off its worker.
+pub(super) fn multi_threaded_runtime() -> Option<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
