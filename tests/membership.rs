@@ -306,3 +306,40 @@ fn an_invited_peer_who_never_knew_the_secret_reads_the_topic() {
     nodes[1].wait_event("message", |v| v["msg"] == "erin-says-hello");
     assert_eq!(erin.ask("/topics", "topics")["topics"][0], "t");
 }
+
+#[test]
+fn a_member_joins_the_roster_once_and_the_roster_survives_a_restart() {
+    let tmp = temp();
+    let mut nodes = group(tmp.path(), &["ann", "bob"], &[]);
+    nodes[0].wait_topic_peers("t", 1);
+    nodes[1].wait_topic_peers("t", 1);
+    for i in 0..30 {
+        nodes[1].send(&format!("/pub t roll-call-{i}"));
+    }
+    nodes[0].wait_event("message", |v| v["msg"] == "roll-call-29");
+    nodes[0].drain_for(Duration::from_millis(300));
+    let bob = nodes[1].peer_id.clone();
+    let joined = nodes[0]
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "member_joined" && v["peer"] == bob.as_str())
+        .count();
+    assert_eq!(
+        joined,
+        1,
+        "bob joined Ann's roster once, not per message\n{}",
+        nodes[0].report()
+    );
+
+    // Ann's roster is on disk: after a restart, alone, she still knows Bob.
+    nodes[0].kill();
+    let mut ann = TestNode::start("ann", &tmp.path().join("ann"), &["--topic", "t=s"]);
+    let roster = ann.ask("/members t", "members");
+    let names: Vec<&str> = roster["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"bob") && names.contains(&"ann"), "{roster}");
+}

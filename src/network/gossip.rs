@@ -201,7 +201,9 @@ impl EventLoop {
             return Err("its author was removed from the topic");
         }
         let peer = envelope.sender.to_string();
-        let member = Member {
+        // An author new to the roster joins it with this message; a known
+        // one costs no roster write (its row is stored).
+        let member = (!self.membership.is_member(&entry.id, &envelope.sender)).then(|| Member {
             peer: peer.clone(),
             name: payload.name.clone(),
             event: Some(Event::MemberJoined {
@@ -209,7 +211,7 @@ impl EventLoop {
                 peer: peer.clone(),
                 name: payload.name.clone(),
             }),
-        };
+        });
         let event = match purpose {
             Purpose::Control if crate::control::TopicControl::from_body(&payload.body).is_none() => {
                 self.metrics.drop("malformed");
@@ -237,7 +239,7 @@ impl EventLoop {
             client_key: None,
             event,
             done: None,
-            member: Some(member),
+            member,
         })
     }
 }

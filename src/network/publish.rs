@@ -156,7 +156,7 @@ impl EventLoop {
                 open: entry.open,
             }),
             done: None,
-            member: Some(self.me_as_member()),
+            member: self.me_if_new_member(entry.id),
         };
         store_then_reply(&self.store, insert, published, Some(reply)).await;
     }
@@ -216,6 +216,15 @@ impl EventLoop {
             name: self.name.clone(),
             event: None,
         }
+    }
+
+    /// This node as a new member of the roster of `topic_id`, to store with
+    /// our message; `None` once the roster holds us (the row is stored, and
+    /// each message would only cost a peer id encoding and a roster write).
+    fn me_if_new_member(&mut self, topic_id: [u8; 32]) -> Option<Member> {
+        let local = *self.swarm.local_peer_id();
+        let name = self.name.clone();
+        self.add_member(topic_id, local, name).then(|| self.me_as_member())
     }
 
     /// The topic a publish goes to: the subscribed one of that name; else, if

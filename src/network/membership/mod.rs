@@ -126,6 +126,11 @@ impl EventLoop {
         }
     }
 
+    /// Adds `peer` to the roster of `topic_id` in memory; returns whether it is new.
+    pub(super) fn add_member(&mut self, topic_id: [u8; 32], peer: PeerId, name: String) -> bool {
+        self.membership.add(topic_id, peer, name)
+    }
+
     /// A message or announcement from `insert`'s author: a member of its topic.
     pub(super) fn note_member(&mut self, insert: &Insert) {
         if let Some(m) = &insert.member {
