@@ -23,7 +23,7 @@ fn insert(id: [u8; 32], topic: u8, ts: u64, done: Option<oneshot::Sender<Result<
         own_seq: None,
         client_key: None,
         event: None,
-        done,
+        done: done.map(Into::into),
         member: None,
     }
 }

@@ -8,6 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::{self, Command, HELP};
@@ -180,7 +181,7 @@ pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
     let mut console = Console {
         node,
         printer: printer.clone(),
-        in_flight: Vec::new(),
+        in_flight: JoinSet::new(),
         last_topic: None,
     };
     let mut buf = Vec::new();
@@ -222,9 +223,7 @@ pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
         };
         match commands::parse(line) {
             Ok(Command::Quit) => {
-                for publish in console.in_flight.drain(..) {
-                    let _ = publish.await;
-                }
+                console.settle().await;
                 quit.cancel();
                 return;
             }
@@ -238,13 +237,23 @@ pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
     }
 }
 
+impl Drop for Console {
+    /// A console that stops (stdin closed) leaves its publishes in flight to
+    /// finish, and report their errors, on their own.
+    fn drop(&mut self) {
+        self.in_flight.detach_all();
+    }
+}
+
 /// Stdin session state.
 struct Console {
     node: Node,
     printer: Printer,
     /// Publishes not yet stored; any other command waits for them first, so
-    /// `/inbox` right after `/pub` shows the message.
-    in_flight: Vec<tokio::task::JoinHandle<()>>,
+    /// `/inbox` right after `/pub` shows the message. Finished ones are
+    /// reaped at each publish: a long stream of lines holds only those
+    /// still in flight.
+    in_flight: JoinSet<()>,
     /// Where a line without a leading `/` is published.
     last_topic: Option<String>,
 }
@@ -256,21 +265,25 @@ impl Console {
     async fn publish(&mut self, topic: &str, msg: &str) -> Result<Option<Event>, NodeError> {
         let pending = self.node.submit_publish(topic, msg).await?;
         let printer = self.printer.clone();
-        self.in_flight.push(tokio::spawn(async move {
+        while self.in_flight.try_join_next().is_some() {}
+        self.in_flight.spawn(async move {
             if let Err(e) = pending.await {
                 printer.print(&Event::Error { error: e.to_string() });
             }
-        }));
+        });
         Ok(None)
+    }
+
+    /// Waits until every publish in flight is stored (or failed).
+    async fn settle(&mut self) {
+        while self.in_flight.join_next().await.is_some() {}
     }
 
     /// Runs one command; returns the event to print for it, if any (events the
     /// node itself emits, such as `subscribed` or `published`, print on their own).
     async fn execute(&mut self, command: Command) -> Option<Event> {
         if !matches!(command, Command::Pub { .. } | Command::Say { .. }) {
-            for publish in self.in_flight.drain(..) {
-                let _ = publish.await;
-            }
+            self.settle().await;
         }
         let result: Result<Option<Event>, NodeError> = match command {
             Command::Sub { topic, secret } => self.node.subscribe(&topic, secret.as_deref()).await.map(|_| {

@@ -89,14 +89,14 @@ async fn the_store_keeps_a_duplicate_once_and_reports_it_once() {
     let (done2, r2) = tokio::sync::oneshot::channel();
     store
         .insert(Insert {
-            done: Some(done1),
+            done: Some(done1.into()),
             ..insert("first")
         })
         .await
         .unwrap();
     store
         .insert(Insert {
-            done: Some(done2),
+            done: Some(done2.into()),
             ..insert("second")
         })
         .await
@@ -122,7 +122,7 @@ async fn the_store_keeps_a_duplicate_once_and_reports_it_once() {
     let (done, r) = tokio::sync::oneshot::channel();
     store
         .insert(Insert {
-            done: Some(done),
+            done: Some(done.into()),
             ..insert("third")
         })
         .await
@@ -145,7 +145,7 @@ fn numbered_insert(i: u64, size: usize, done: tokio::sync::oneshot::Sender<Resul
         own_seq: None,
         client_key: None,
         event: None,
-        done: Some(done),
+        done: Some(done.into()),
         member: None,
     }
 }

@@ -58,7 +58,7 @@ async fn a_hundred_thousand_messages_walked_back_page_by_page_come_once_each_in_
                 own_seq: None,
                 client_key: None,
                 event: None,
-                done: Some(tx),
+                done: Some(tx.into()),
                 member: None,
             })
             .await

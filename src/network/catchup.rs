@@ -323,7 +323,7 @@ impl EventLoop {
                     let message = insert.purpose == crate::envelope::Purpose::Topic;
                     let (done, rx) = oneshot::channel();
                     let insert = crate::store::Insert {
-                        done: Some(done),
+                        done: Some(done.into()),
                         ..insert
                     };
                     if self.store.insert(insert).await.is_err() {

@@ -130,7 +130,7 @@ impl EventLoop {
         };
         let (done, stored) = oneshot::channel();
         let insert = Insert {
-            done: Some(done),
+            done: Some(done.into()),
             ..self.dm_insert(peer, &payload.name, envelope.ts, id, &record, event, Via::Direct)
         };
         if self.store.insert(insert).await.is_err() {

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::EventLoop;
 use crate::event::{MemberSummary, OutboxItem, PeerSummary};
 use crate::reply::{DmOutcome, NodeError, Published, TopicPeers, Whoami};
-use crate::store::{Insert, Store};
+use crate::store::{Done, Insert, Store};
 
 /// What a [`crate::Node`] handle asks of the event loop. Each carries its `reply`.
 pub(crate) enum Request {
@@ -111,36 +111,22 @@ impl EventLoop {
 }
 
 /// Queues `insert` and, once it is durable, answers `reply` (if any) with
-/// `value`, or with the store's error.
+/// `value`, or with the store's error. The store answers itself, as it
+/// reports the commit: no task waits in between.
 pub(super) async fn store_then_reply<T: Send + 'static>(
     store: &Store,
     insert: Insert,
     value: T,
     reply: Option<oneshot::Sender<Result<T, NodeError>>>,
 ) {
-    let Some(reply) = reply else {
-        if let Err(e) = store.insert(insert).await {
-            tracing::error!("{e}");
-        }
-        return;
-    };
-    let (done, stored) = oneshot::channel();
-    if let Err(e) = store
-        .insert(Insert {
-            done: Some(done),
-            ..insert
-        })
-        .await
-    {
-        let _ = reply.send(Err(NodeError::Store(e.to_string())));
-        return;
-    }
-    tokio::spawn(async move {
-        let result = match stored.await {
-            Ok(Ok(_)) => Ok(value),
-            Ok(Err(e)) => Err(NodeError::Store(e)),
-            Err(_) => Err(NodeError::Stopped),
-        };
-        let _ = reply.send(result);
+    let done = reply.map(|reply| {
+        Done::Call(Box::new(move |stored: Result<bool, String>| {
+            let _ = reply.send(stored.map(|_| value).map_err(NodeError::Store));
+        }))
     });
+    // A store that is gone drops `done`, and with it `reply`: the caller
+    // hears that the node stopped.
+    if let Err(e) = store.insert(Insert { done, ..insert }).await {
+        tracing::error!("{e}");
+    }
 }

@@ -188,9 +188,37 @@ pub struct Insert {
     /// Sent to the event stream after the commit, if the message was new.
     pub event: Option<Event>,
     /// Told after the commit whether the message was new (`Ok(true)`) or a duplicate.
-    pub done: Option<oneshot::Sender<Result<bool, String>>>,
+    pub done: Option<Done>,
     /// For a topic message or announcement: its author, for the topic's roster.
     pub member: Option<Member>,
+}
+
+/// Whom an [`Insert`] tells, after its commit, whether the message was new
+/// (`Ok(true)`), a duplicate (`Ok(false)`) or not stored (`Err`).
+pub enum Done {
+    /// A channel, for a task that awaits the commit.
+    Channel(oneshot::Sender<Result<bool, String>>),
+    /// A function the store calls itself (it must not block): spares a task
+    /// that would only wait for the commit to pass its outcome on.
+    Call(Box<dyn FnOnce(Result<bool, String>) + Send>),
+}
+
+impl Done {
+    /// Tells the outcome of the commit.
+    pub(crate) fn tell(self, outcome: Result<bool, String>) {
+        match self {
+            Done::Channel(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Done::Call(f) => f(outcome),
+        }
+    }
+}
+
+impl From<oneshot::Sender<Result<bool, String>>> for Done {
+    fn from(tx: oneshot::Sender<Result<bool, String>>) -> Self {
+        Done::Channel(tx)
+    }
 }
 
 /// Every roster row: (topic id, member).

@@ -309,7 +309,7 @@ impl StoreThread {
                         }
                     }
                     if let Some(done) = m.done {
-                        let _ = done.send(Ok(is_new));
+                        done.tell(Ok(is_new));
                     }
                 }
             }
@@ -320,7 +320,7 @@ impl StoreThread {
                 let _ = self.events.send(Arc::new(Event::Error { error: error.clone() }));
                 for m in batch.drain(..) {
                     if let Some(done) = m.done {
-                        let _ = done.send(Err(error.clone()));
+                        done.tell(Err(error.clone()));
                     }
                 }
             }
