@@ -513,12 +513,7 @@ fn members_rekey_and_invitations_over_the_api() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(roster["epoch"], 0);
-    let names: Vec<&str> = roster["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let names = support::member_names(&roster);
     assert!(names.contains(&"Ann") && names.contains(&"Bob"), "{roster}");
     // A rekey moves the topic to epoch 1; Bob follows.
     let r = post(&ann_api, "/rekey", &json!({"user": "Ann", "topic": "club"}));

@@ -335,11 +335,6 @@ fn a_member_joins_the_roster_once_and_the_roster_survives_a_restart() {
     nodes[0].kill();
     let mut ann = TestNode::start("ann", &tmp.path().join("ann"), &["--topic", "t=s"]);
     let roster = ann.ask("/members t", "members");
-    let names: Vec<&str> = roster["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let names = support::member_names(&roster);
     assert!(names.contains(&"bob") && names.contains(&"ann"), "{roster}");
 }

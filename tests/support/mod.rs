@@ -490,6 +490,16 @@ pub fn start_capture(wrapper: &[&str], iface: &str, filter: &str, pcap: &Path) -
     tshark
 }
 
+/// The display names on a roster (a `members` event or `GET /members` body).
+pub fn member_names(roster: &Value) -> Vec<&str> {
+    roster["members"]
+        .as_array()
+        .expect("a members list")
+        .iter()
+        .map(|m| m["name"].as_str().expect("a name"))
+        .collect()
+}
+
 /// A fresh temporary directory for one test; data dirs and node logs go below
 /// it. With MURMUR_KEEP_TEST_DIRS=1 it is kept (and its path printed) for a post-mortem.
 pub fn temp() -> tempfile::TempDir {
