@@ -44,6 +44,15 @@ fn a_node_back_from_offline_catches_up_on_what_it_missed() {
     c.wait_topic_peers("news", 1);
     a.wait_topic_peers("news", 1);
     c.quit();
+    // Dave joins while Carol is away: Bob holds his announcement, which
+    // catch-up serves Carol with the messages but does not count as one.
+    let mut d = TestNode::start(
+        "dave",
+        &tmp.path().join("d"),
+        &[&topic[..], &["--peer", &b.addr.clone()]].concat(),
+    );
+    d.wait_topic_peers("news", 1);
+    b.seen_or_wait_for("member_joined", |v| v["name"] == "dave");
 
     let ids = publish_many(&mut a, "news", "missed-", 200);
     // Bob has them all (live gossip) before Carol comes back.
@@ -61,6 +70,16 @@ fn a_node_back_from_offline_catches_up_on_what_it_missed() {
     assert_eq!(synced["received"], 200, "{synced} after {connected}");
     assert!(took < Duration::from_secs(10), "catch-up took {took:?}");
     eprintln!("catch-up of 200 messages took {took:?} after connecting");
+    // (Bob's first exchange with Carol, before she left, moved nothing.)
+    let (served, _) = b.seen_or_wait_for("synced", |v| {
+        v["peer"] == c.peer_id.as_str() && v["topic"] == "news" && v["sent"] != 0
+    });
+    assert_eq!(
+        served["sent"], 200,
+        "Bob counts the messages he served, not Dave's announcement: {served}"
+    );
+    let roster = c.ask("/members news", "members");
+    assert!(support::member_names(&roster).contains(&"dave"), "{roster}");
 
     // Exactly those 200, once each, in the order Alice sent them, marked as caught up.
     let inbox = c.inbox("news 500");
