@@ -19,6 +19,7 @@ commands:
   /pub [--id ID] TOPIC MESSAGE
                         publish to a topic (with --id: at most once per ID)
   MESSAGE               (a line without a leading /) publish to the topic last used
+                        (before any, to the only subscribed topic)
   /dm PEER MESSAGE      direct message (end-to-end encrypted) to a peer id or a known
                         peer's name; kept in the outbox and retried until delivered
   /inbox [TOPIC] [N] [--before CURSOR]

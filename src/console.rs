@@ -279,6 +279,15 @@ impl Console {
         while self.in_flight.join_next().await.is_some() {}
     }
 
+    /// Where a plain line goes: the topic last used, else the node's only
+    /// subscribed topic (as with a single `--topic`); none when that is ambiguous.
+    fn say_topic(&self) -> Option<String> {
+        self.last_topic.clone().or_else(|| {
+            let topics = self.node.topics();
+            (topics.len() == 1).then(|| topics[0].clone())
+        })
+    }
+
     /// Runs one command; returns the event to print for it, if any (events the
     /// node itself emits, such as `subscribed` or `published`, print on their own).
     async fn execute(&mut self, command: Command) -> Option<Event> {
@@ -322,10 +331,15 @@ impl Console {
                 self.last_topic = Some(topic);
                 result
             }
-            Command::Say { msg } => match self.last_topic.clone() {
-                Some(topic) => self.publish(&topic, &msg).await,
+            Command::Say { msg } => match self.say_topic() {
+                Some(topic) => {
+                    let result = self.publish(&topic, &msg).await;
+                    self.last_topic = Some(topic);
+                    result
+                }
                 None => Ok(Some(Event::Error {
-                    error: "no topic yet: use /pub TOPIC MESSAGE (or /sub TOPIC) first".into(),
+                    error: "which topic? use /pub TOPIC MESSAGE once (a plain line then goes to the topic last used)"
+                        .into(),
                 })),
             },
             // dm_sent (or dm_queued) is emitted by the node; nothing more to say.

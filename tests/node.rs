@@ -203,6 +203,19 @@ fn inbox_and_subscriptions_survive_a_restart_and_hold_no_plaintext() {
 }
 
 #[test]
+fn a_plain_line_goes_to_the_only_topic_then_to_the_last_used() {
+    let tmp = temp();
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &["--topic", "news=s3cret"]);
+    let p = a.ask("first words", "published");
+    assert_eq!(p["topic"], "news", "{p}");
+    a.subscribe("other", Some("x"));
+    let p = a.ask("second words", "published");
+    assert_eq!(p["topic"], "other", "the topic last used: {p}");
+    let bodies: Vec<String> = a.inbox("news 10").iter().map(|m| m["msg"].to_string()).collect();
+    assert_eq!(bodies, ["\"first words\""], "{bodies:?}");
+}
+
+#[test]
 fn bad_commands_get_errors_and_the_node_keeps_working() {
     let tmp = temp();
     let mut a = TestNode::start("alice", &tmp.path().join("a"), &[]);
@@ -213,7 +226,7 @@ fn bad_commands_get_errors_and_the_node_keeps_working() {
         ("/dm bob", "usage: /dm PEER MESSAGE"),
         ("/inbox news many", "/inbox takes at most a topic and a count"),
         ("/unsub news", "not subscribed to news"),
-        ("just words", "no topic yet"),
+        ("just words", "which topic?"),
     ];
     for (line, expected) in cases {
         let e = a.ask(line, "error");
