@@ -462,7 +462,8 @@ impl EventLoop {
         response: SyncResponse,
         messages: u64,
     ) {
-        if let SyncResponse::Page { envelopes, .. } = &response {
+        let mut last_page = false;
+        if let SyncResponse::Page { envelopes, more, .. } = &response {
             let n = envelopes.len() as u64;
             if let Some(budget) = self.catchup.serve_budget.get_mut(&peer) {
                 budget.1 += n;
@@ -471,6 +472,7 @@ impl EventLoop {
             // messages a user reads, not roster announcements.
             *self.catchup.served.entry((peer, topic_id)).or_default() += messages;
             self.metrics.sync_sent.inc_by(n);
+            last_page = !more;
         }
         if self
             .swarm
@@ -480,6 +482,30 @@ impl EventLoop {
             .is_err()
         {
             tracing::debug!(%peer, "peer went away before its catch-up page");
+        }
+        // The peer's exchange is over. Ours with it, if it still runs, reports
+        // what we served when it ends; if it ended first, report it now.
+        let key = (peer, topic_id);
+        if last_page && !self.catchup.syncs.contains_key(&key) {
+            self.report_served(key);
+        }
+    }
+
+    /// Reports what we served `peer` on a topic since the last report, if anything.
+    fn report_served(&mut self, key: (PeerId, [u8; 32])) {
+        let sent = self.catchup.served.remove(&key).unwrap_or(0);
+        let Some(entry) = self.subscribed_topic(&key.1) else {
+            return;
+        };
+        if sent > 0 {
+            tracing::debug!(peer = %key.0, sent, "served a catch-up");
+            self.emit(Event::Synced {
+                peer: key.0.to_string(),
+                name: self.peers.name(&key.0),
+                topic: entry.name,
+                received: 0,
+                sent,
+            });
         }
     }
 }
