@@ -1,6 +1,6 @@
 //! Topic membership with real nodes on loopback: removing a member by
 //! rekeying, a member away during a rekey, two members rekeying at once,
-//! inviting a peer who never knew the secret.
+//! inviting a peer who never knew the secret, a stranger forging control messages.
 
 mod support;
 
@@ -337,4 +337,148 @@ fn a_member_joins_the_roster_once_and_the_roster_survives_a_restart() {
     let roster = ann.ask("/members t", "members");
     let names = support::member_names(&roster);
     assert!(names.contains(&"bob") && names.contains(&"ann"), "{roster}");
+}
+
+/// A bare libp2p peer that never knew the secret and speaks only `/murmur/dm/2`.
+struct Stranger {
+    key: libp2p::identity::Keypair,
+    swarm: libp2p::Swarm<libp2p::request_response::Behaviour<murmur::network::dm::DmCodec>>,
+    seq: u64,
+}
+
+impl Stranger {
+    async fn connect(addr: &str) -> (Stranger, libp2p::PeerId) {
+        use libp2p::request_response::{self, ProtocolSupport};
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let mut swarm = support::raw::swarm(key.clone(), |_| {
+            request_response::Behaviour::with_codec(
+                murmur::network::dm::DmCodec::default(),
+                [(murmur::network::dm::PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        });
+        let peer = support::raw::connect(&mut swarm, addr).await;
+        (Stranger { key, swarm, seq: 0 }, peer)
+    }
+
+    /// Seals `control` to `to` as a member would (under the pair key the two
+    /// peers share) and returns the recipient's answer.
+    async fn send(&mut self, to: libp2p::PeerId, control: &murmur::control::DirectControl) -> Result<(), String> {
+        use futures::StreamExt;
+        use libp2p::request_response::{Event, Message};
+        use murmur::envelope::{Envelope, Payload, Purpose};
+        self.seq += 1;
+        let payload = Payload {
+            seq: self.seq,
+            name: "mallory".into(),
+            body: control.to_body(),
+        };
+        let key = murmur::crypto::direct_key(&self.key, &to).unwrap();
+        let envelope = Envelope::seal(
+            &key,
+            Purpose::DirectControl,
+            murmur::crypto::direct_recipient(&to),
+            *self.swarm.local_peer_id(),
+            murmur::clock::now_ms(),
+            &payload,
+        );
+        let request = murmur::network::dm::DmRequest {
+            envelope: envelope.encode(),
+        };
+        self.swarm.behaviour_mut().send_request(&to, request);
+        loop {
+            match self.swarm.select_next_some().await {
+                libp2p::swarm::SwarmEvent::Behaviour(Event::Message {
+                    message: Message::Response { response, .. },
+                    ..
+                }) => return response.result,
+                libp2p::swarm::SwarmEvent::Behaviour(Event::Message {
+                    message: Message::Request { request, .. },
+                    ..
+                }) => panic!("the stranger was sent a direct message: {request:?}"),
+                libp2p::swarm::SwarmEvent::Behaviour(Event::OutboundFailure { error, .. }) => {
+                    panic!("the control message was not answered: {error}")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Fails if anyone sends the stranger a direct message within `window`.
+    async fn hears_nothing_for(&mut self, window: Duration) {
+        use futures::StreamExt;
+        let quiet = tokio::time::timeout(window, async {
+            loop {
+                if let libp2p::swarm::SwarmEvent::Behaviour(libp2p::request_response::Event::Message {
+                    message: libp2p::request_response::Message::Request { request, .. },
+                    ..
+                }) = self.swarm.select_next_some().await
+                {
+                    return request;
+                }
+            }
+        })
+        .await;
+        if let Ok(request) = quiet {
+            panic!("the stranger was sent a direct message: {request:?}");
+        }
+    }
+}
+
+#[test]
+fn a_stranger_cannot_rekey_a_topic_take_it_over_or_get_its_keys() {
+    use murmur::control::{DirectControl, EpochKeys};
+    let tmp = temp();
+    let mut nodes = group(tmp.path(), &["ann", "bob"], &[]);
+    nodes[0].wait_topic_peers("t", 1);
+    nodes[1].wait_topic_peers("t", 1);
+    wait_members(&mut nodes[1], 2);
+    let ann = nodes[0].peer_id.clone();
+    // The topic id is public (it names the gossipsub topic every relay sees);
+    // the key is not.
+    let epoch0 = murmur::crypto::TopicKeys::derive("t", "s").id;
+    let forged = EpochKeys {
+        epoch: 7,
+        id: [7; 32],
+        key: [9; 32],
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mut mallory, bob) = rt.block_on(Stranger::connect(&nodes[1].addr));
+
+    // A rekey that would move Bob to the stranger's keys and remove Ann.
+    let rekey = DirectControl::Rekey {
+        topic: "t".into(),
+        prev: epoch0,
+        keys: forged.clone(),
+        removed: vec![ann.clone()],
+    };
+    let refused = rt.block_on(mallory.send(bob, &rekey)).unwrap_err();
+    assert_eq!(refused, "only a member of the epoch it replaces may rekey a topic");
+    // An invitation to a topic Bob has under that name is no way in either.
+    let invite = DirectControl::Invite {
+        topic: "t".into(),
+        keys: forged,
+        removed: vec![ann.clone()],
+    };
+    let refused = rt.block_on(mallory.send(bob, &invite)).unwrap_err();
+    assert_eq!(refused, "this node already has a topic named \"t\"");
+    // Bob is where he was: same epoch, Ann still a member he hears.
+    assert_eq!(epoch(&mut nodes[1]), 0);
+    assert!(wait_members(&mut nodes[1], 2).to_string().contains(&ann));
+    nodes[0].send("/pub t ann-is-still-here");
+    nodes[1].wait_event("message", |v| v["msg"] == "ann-is-still-here");
+
+    // Ann moves the topic on; the stranger, naming the epoch it knows the id
+    // of, asks Bob for the new one and gets nothing.
+    nodes[0].send("/rekey t");
+    assert_eq!(nodes[1].wait_event("rekeyed", |_| true)["epoch"], 1);
+    let ask = DirectControl::KeyRequest {
+        topic: "t".into(),
+        id: epoch0,
+        epoch: 0,
+    };
+    let refused = rt.block_on(mallory.send(bob, &ask)).unwrap_err();
+    assert_eq!(refused, "not a member of that epoch");
+    rt.block_on(mallory.hears_nothing_for(Duration::from_secs(2)));
+    assert_eq!(epoch(&mut nodes[1]), 1);
 }
