@@ -61,6 +61,8 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// Commits of the inbox, by how they were made durable.
     pub store_commits: Family<CommitSync, Counter>,
+    /// Checkpoints of the inbox's WAL (on their own thread).
+    pub inbox_checkpoints: Counter,
     /// Catch-up exchanges this node started and finished.
     pub sync_sessions: Counter,
     /// Messages newly stored from catch-up.
@@ -132,6 +134,11 @@ impl Metrics {
             "inbox_commits",
             "Commits of the inbox, by sync mode (full: fsynced; normal: not)",
             self.store_commits.clone(),
+        );
+        r.register(
+            "inbox_checkpoints",
+            "Checkpoints of the inbox's WAL into its database file (on a thread of their own)",
+            self.inbox_checkpoints.clone(),
         );
         r.register(
             "peers_relayed",

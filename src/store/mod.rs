@@ -5,6 +5,7 @@
 //! message is reported (its event sent) only after its commit. How durable a
 //! commit is depends on what it holds ([`Durability`]).
 
+mod checkpoint;
 mod history;
 mod schema;
 mod thread;
@@ -324,7 +325,10 @@ impl Store {
         )?;
         metrics.inbox_messages.set(count);
         let (requests, rx) = mpsc::channel(STORE_QUEUE);
-        let store = StoreThread::new(conn, events, path, metrics.clone(), durability);
+        // Checkpoints run on a thread of their own, off the commit path;
+        // SQLite's own, in a commit, only when a burst outruns it.
+        let checkpointer = checkpoint::Checkpointer::start(&path, metrics.clone())?;
+        let store = StoreThread::new(conn, checkpointer, events, path, metrics.clone(), durability);
         // On a multi-threaded runtime the store is a task: the event loop
         // hands it a message, and it hands the printer the message's event,
         // without waking a sleeping thread each time (thread::run_off_worker

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{broadcast, mpsc};
 
+use super::checkpoint::Checkpointer;
 use super::{
     Durability, InboxQuery, Insert, Member, OutboxRow, Request, Rosters, StoreError, StoredMessage, Via, MAX_BATCH,
 };
@@ -19,6 +20,8 @@ use crate::metrics::Metrics;
 /// The store's state (run as a task or on a thread of its own).
 pub(super) struct StoreThread {
     pub(super) conn: Connection,
+    /// Checkpoints the WAL off the commit path (dropped, and joined, after `conn`).
+    checkpointer: Checkpointer,
     events: broadcast::Sender<Arc<Event>>,
     path: PathBuf,
     metrics: Metrics,
@@ -30,6 +33,7 @@ pub(super) struct StoreThread {
 impl StoreThread {
     pub(super) fn new(
         conn: Connection,
+        checkpointer: Checkpointer,
         events: broadcast::Sender<Arc<Event>>,
         path: PathBuf,
         metrics: Metrics,
@@ -37,6 +41,7 @@ impl StoreThread {
     ) -> Self {
         Self {
             conn,
+            checkpointer,
             events,
             path,
             metrics,
@@ -85,6 +90,8 @@ impl StoreThread {
                             return;
                         }
                         run_off_worker(|| self.answer(other));
+                        // Some requests write (the outbox, rosters, pruning).
+                        self.checkpointer.wrote(1, 0);
                     }
                 }
                 if batch.len() < MAX_BATCH {
@@ -286,6 +293,8 @@ impl StoreThread {
         match result {
             Ok(fresh) => {
                 self.metrics.store_queue.set(0);
+                let bytes = batch.iter().map(|m| m.envelope.len()).sum();
+                self.checkpointer.wrote(batch.len(), bytes);
                 for (m, (is_new, joined)) in batch.drain(..).zip(fresh) {
                     // A new member is reported before its first message.
                     if let Some(event) = m.member.and_then(|who| who.event).filter(|_| joined) {
