@@ -150,13 +150,14 @@ fn numbered_insert(i: u64, size: usize, done: tokio::sync::oneshot::Sender<Resul
     }
 }
 
-/// A store in a fresh temp dir, with the path of its WAL.
-fn store_in_temp_dir() -> (tempfile::TempDir, std::path::PathBuf, Store) {
+/// A store in a fresh temp dir, with the path of its WAL and the metrics it counts into.
+fn store_in_temp_dir() -> (tempfile::TempDir, std::path::PathBuf, Store, murmur::metrics::Metrics) {
     let tmp = tempfile::tempdir().unwrap();
     let wal = tmp.path().join(format!("{}-wal", murmur::store::INBOX_FILE));
     let (events, _rx) = broadcast::channel(16);
-    let store = Store::open(tmp.path(), events).unwrap();
-    (tmp, wal, store)
+    let metrics = murmur::metrics::Metrics::default();
+    let store = Store::open_with_metrics(tmp.path(), events, metrics.clone(), Default::default()).unwrap();
+    (tmp, wal, store, metrics)
 }
 
 /// Commits message `next` (1 KiB), and the next ones, 20 ms apart, until the
@@ -185,7 +186,7 @@ async fn until_the_wal_is_cut_back(store: &Store, wal: &std::path::Path, next: &
 
 #[tokio::test]
 async fn the_wal_is_written_ahead_and_survives_a_crash_and_a_wrap() {
-    let (tmp, wal, store) = store_in_temp_dir();
+    let (tmp, wal, store, _) = store_in_temp_dir();
     assert!(std::fs::metadata(&wal).unwrap().len() >= murmur::store::WAL_PREALLOC);
     // 12,000 envelopes of 1 KiB: more than the WAL written ahead holds, so it
     // must restart from its start (over the zeros and old frames) to keep
@@ -226,7 +227,7 @@ async fn the_wal_is_written_ahead_and_survives_a_crash_and_a_wrap() {
 
 #[tokio::test]
 async fn a_wal_grown_by_large_messages_is_cut_back_to_what_was_written_ahead() {
-    let (tmp, wal, store) = store_in_temp_dir();
+    let (tmp, wal, store, _) = store_in_temp_dir();
     // A reader's open snapshot (another tool on the file) keeps checkpoints
     // from finishing, so 12 MB of 60 KiB envelopes grow the WAL past 8 MiB.
     let reader = rusqlite::Connection::open(tmp.path().join(murmur::store::INBOX_FILE)).unwrap();
@@ -252,11 +253,7 @@ async fn a_wal_grown_by_large_messages_is_cut_back_to_what_was_written_ahead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_run_on_their_own_thread_as_messages_are_committed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let wal = tmp.path().join(format!("{}-wal", murmur::store::INBOX_FILE));
-    let (events, _rx) = broadcast::channel(16);
-    let metrics = murmur::metrics::Metrics::default();
-    let store = Store::open_with_metrics(tmp.path(), events, metrics.clone(), Default::default()).unwrap();
+    let (tmp, wal, store, metrics) = store_in_temp_dir();
     // One commit per message, as at a steady rate: about 4,000 WAL pages.
     for i in 0..1000 {
         let (done, r) = tokio::sync::oneshot::channel();

@@ -367,18 +367,26 @@ impl EventLoop {
             return;
         }
         let session = self.catchup.syncs.remove(&key).expect("present");
-        let sent = self.catchup.served.remove(&key).unwrap_or(0);
         self.metrics.sync_sessions.inc();
+        self.report_synced(key, session.received, session.report);
+    }
+
+    /// Reports an exchange with a peer on a topic: what we `received`, and
+    /// what we served it since the last report. Reported when something
+    /// moved, or always when `report` (a new connection or subscription).
+    fn report_synced(&mut self, key: (PeerId, [u8; 32]), received: u64, report: bool) {
+        let (peer, topic_id) = key;
+        let sent = self.catchup.served.remove(&key).unwrap_or(0);
         let Some(entry) = self.subscribed_topic(&topic_id) else {
             return;
         };
-        tracing::debug!(%peer, received = session.received, sent, "catch-up finished");
-        if session.report || session.received > 0 || sent > 0 {
+        tracing::debug!(%peer, received, sent, "catch-up finished");
+        if report || received > 0 || sent > 0 {
             self.emit(Event::Synced {
                 peer: peer.to_string(),
                 name: self.peers.name(&peer),
                 topic: entry.name,
-                received: session.received,
+                received,
                 sent,
             });
         }
@@ -487,25 +495,7 @@ impl EventLoop {
         // what we served when it ends; if it ended first, report it now.
         let key = (peer, topic_id);
         if last_page && !self.catchup.syncs.contains_key(&key) {
-            self.report_served(key);
-        }
-    }
-
-    /// Reports what we served `peer` on a topic since the last report, if anything.
-    fn report_served(&mut self, key: (PeerId, [u8; 32])) {
-        let sent = self.catchup.served.remove(&key).unwrap_or(0);
-        let Some(entry) = self.subscribed_topic(&key.1) else {
-            return;
-        };
-        if sent > 0 {
-            tracing::debug!(peer = %key.0, sent, "served a catch-up");
-            self.emit(Event::Synced {
-                peer: key.0.to_string(),
-                name: self.peers.name(&key.0),
-                topic: entry.name,
-                received: 0,
-                sent,
-            });
+            self.report_synced(key, 0, false);
         }
     }
 }
