@@ -187,6 +187,11 @@ impl Node {
         );
         // Topics from the keyring (earlier runs), then those of the command line.
         let saved: Vec<_> = keyring.read().expect("keyring lock").subscribed().cloned().collect();
+        let announced = store
+            .announced(saved.iter().map(|e| e.id).collect())
+            .await
+            .map_err(|e| NodeError::Startup(format!("cannot read the inbox: {e}")))?;
+        event_loop.already_announced(announced);
         for entry in saved {
             event_loop.join(entry)?;
         }

@@ -308,7 +308,7 @@ fn an_invited_peer_who_never_knew_the_secret_reads_the_topic() {
 }
 
 #[test]
-fn a_member_joins_the_roster_once_and_the_roster_survives_a_restart() {
+fn a_member_joins_the_roster_once_and_is_announced_once_across_restarts() {
     let tmp = temp();
     let mut nodes = group(tmp.path(), &["ann", "bob"], &[]);
     nodes[0].wait_topic_peers("t", 1);
@@ -337,6 +337,31 @@ fn a_member_joins_the_roster_once_and_the_roster_survives_a_restart() {
     let roster = ann.ask("/members t", "members");
     let names = support::member_names(&roster);
     assert!(names.contains(&"bob") && names.contains(&"ann"), "{roster}");
+
+    // Her announcement is stored and served by catch-up: starting again
+    // does not announce her again...
+    for _ in 0..2 {
+        assert!(ann.quit().success());
+        ann = TestNode::start("ann", &tmp.path().join("ann"), &["--topic", "t=s"]);
+    }
+    // ...and a newcomer still learns both members from her inbox.
+    let mut cid = TestNode::start("cid", &tmp.path().join("cid"), &["--topic", "t=s", "--peer", &ann.addr]);
+    let roster = wait_members(&mut cid, 3);
+    let names = support::member_names(&roster);
+    assert!(names.contains(&"ann") && names.contains(&"bob"), "{roster}");
+    assert!(ann.quit().success());
+    let db = rusqlite::Connection::open(tmp.path().join("ann").join(murmur::store::INBOX_FILE)).unwrap();
+    let announcements: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE purpose = ?1",
+            [murmur::envelope::Purpose::Control as u8],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        announcements, 3,
+        "Ann's inbox holds one announcement per member (hers, Bob's, Cid's), after three restarts"
+    );
 }
 
 /// A bare libp2p peer that never knew the secret and speaks only `/murmur/dm/2`.

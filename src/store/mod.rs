@@ -282,6 +282,10 @@ enum Request {
         members: Vec<Member>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Announced {
+        topic_ids: Vec<[u8; 32]>,
+        reply: oneshot::Sender<Result<Vec<[u8; 32]>, StoreError>>,
+    },
     Close {
         reply: oneshot::Sender<()>,
     },
@@ -467,6 +471,16 @@ impl Store {
             reply,
         })
         .await
+    }
+
+    /// Which of the epochs `topic_ids` hold this node's own announcement as
+    /// a member (a `Control` message it wrote), so that a restart does not
+    /// announce it again.
+    ///
+    /// # Errors
+    /// When the read fails or the store is closed.
+    pub async fn announced(&self, topic_ids: Vec<[u8; 32]>) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.request(|reply| Request::Announced { topic_ids, reply }).await
     }
 
     /// How many messages the inbox holds.

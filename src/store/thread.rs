@@ -158,6 +158,9 @@ impl StoreThread {
             Request::MembersLoad { reply } => {
                 let _ = reply.send(self.members_load());
             }
+            Request::Announced { topic_ids, reply } => {
+                let _ = reply.send(self.announced(topic_ids));
+            }
             Request::MembersPut {
                 topic_id,
                 members,
@@ -200,6 +203,21 @@ impl StoreThread {
                 row.envelope
             ])?;
         Ok(())
+    }
+
+    fn announced(&self, topic_ids: Vec<[u8; 32]>) -> Result<Vec<[u8; 32]>, StoreError> {
+        // The topic's index finds its rows; the first control row written
+        // here ends the search.
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM messages WHERE topic_id = ?1 AND purpose = ?2 AND via = ?3 LIMIT 1")?;
+        let mut out = Vec::new();
+        for id in topic_ids {
+            if stmt.exists(params![&id[..], Purpose::Control as u8, Via::Local as u8])? {
+                out.push(id);
+            }
+        }
+        Ok(out)
     }
 
     fn members_load(&self) -> Result<Rosters, StoreError> {

@@ -65,6 +65,9 @@ pub(super) struct Membership {
     /// Who made each epoch we switched to on another's rekey (by topic id),
     /// so that a rekey removing that author replaces its epoch.
     authors: HashMap<[u8; 32], PeerId>,
+    /// Epochs whose inbox holds our announcement as a member: it is stored
+    /// and served by catch-up, so a restart does not announce again.
+    announced: HashSet<[u8; 32]>,
 }
 
 impl Membership {
@@ -77,6 +80,7 @@ impl Membership {
             requests: HashMap::new(),
             asked: HashSet::new(),
             authors: HashMap::new(),
+            announced: HashSet::new(),
         }
     }
 
@@ -147,14 +151,24 @@ impl EventLoop {
         keyring.topic(name).is_some_and(|t| t.removed.contains(&peer))
     }
 
+    /// Epochs whose inbox already holds our announcement (read at start,
+    /// before the topics are joined).
+    pub(crate) fn already_announced(&mut self, topic_ids: impl IntoIterator<Item = [u8; 32]>) {
+        self.membership.announced.extend(topic_ids);
+    }
+
     /// Announces this node as a member of the epoch `entry` (a control
-    /// message in the topic, stored and served by catch-up like a message).
+    /// message in the topic, stored and served by catch-up like a message),
+    /// once: not again on a restart, or on joining the epoch again.
     pub(super) fn announce_member(&mut self, hash: &gossipsub::TopicHash, entry: &TopicEntry) {
         if self.plain {
             return;
         }
         let local = *self.swarm.local_peer_id();
         self.membership.add(entry.id, local, self.name.clone());
+        if self.membership.announced.contains(&entry.id) {
+            return;
+        }
         let sent = self.seal_and_send(hash, entry, Purpose::Control, TopicControl::Member.to_body());
         let (envelope, frame, _) = match sent {
             Ok(sent) => sent,
@@ -163,6 +177,7 @@ impl EventLoop {
                 return;
             }
         };
+        self.membership.announced.insert(entry.id);
         let insert = Insert {
             id: envelope.salt,
             purpose: Purpose::Control,
