@@ -18,6 +18,10 @@ pub struct InboxItem {
     /// Peer id of the recipient (direct messages this node sent).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub to: Option<String>,
+    /// The recipient's display name, when it was known as the message was
+    /// delivered (direct messages this node sent).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to_name: Option<String>,
     /// The message body.
     pub msg: String,
     /// Message id (hex).
@@ -500,7 +504,10 @@ impl Event {
                 .iter()
                 .map(|m| match (&m.topic, &m.to) {
                     (Some(t), _) => format!("[{t}] {}: {}", m.from, m.msg),
-                    (None, Some(to)) => format!("[dm to {}] {}: {}", short(to), m.from, m.msg),
+                    (None, Some(to)) => {
+                        let to = m.to_name.clone().unwrap_or_else(|| short_peer(to));
+                        format!("[dm to {to}] {}: {}", m.from, m.msg)
+                    }
                     (None, None) => format!("[dm] {}: {}", m.from, m.msg),
                 })
                 .chain(before.iter().map(|c| format!("(older: add --before {c})")))
@@ -632,6 +639,24 @@ mod tests {
             name: Some("alice".into()),
         };
         assert_eq!(sent.to_human(), "dm 433018471a9e delivered to alice");
+        let dm_to = |to_name: Option<&str>| InboxItem {
+            kind: "dm".into(),
+            topic: None,
+            from: "alice".into(),
+            peer: "12D3KooWalice".into(),
+            to: Some(bob.clone()),
+            to_name: to_name.map(Into::into),
+            msg: "hi".into(),
+            id: "ab".into(),
+            ts: 5,
+            via: "local".into(),
+            cursor: String::new(),
+        };
+        let inbox = Event::Inbox {
+            messages: vec![dm_to(Some("bob")), dm_to(None)],
+            before: None,
+        };
+        assert_eq!(inbox.to_human(), "[dm to bob] alice: hi\n[dm to 12D3…sN4xYb] alice: hi");
         let carol = "12D3KooWQXspLtWnoQC7rEXvv2ZqTLzn9Nqop2Y8emNGKzQE18xj".to_owned();
         let dave = "12D3KooWGdgomaRVJ5iX6G1Xqx8a9mkVcbk2GvSTj3K44fNohGVb".to_owned();
         let rekeyed = Event::Rekeyed {

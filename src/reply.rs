@@ -120,6 +120,9 @@ pub(crate) struct DmRecord {
     /// Recipient, for messages this node sent.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub to: Option<String>,
+    /// The recipient's display name when it was delivered, if known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to_name: Option<String>,
 }
 
 /// Per subscribed topic: how many connected peers are known to be subscribed,

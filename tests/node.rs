@@ -95,6 +95,11 @@ fn direct_messages_by_peer_id_and_by_name_are_acknowledged() {
     assert_eq!(inbox[0]["to"], b.peer_id.as_str());
     assert_eq!(inbox[1]["msg"], "hello by name");
     assert_eq!(inbox[1]["kind"], "dm");
+    // Bob's copy names whom it went to, as the dm_sent event did.
+    let mine = b.inbox("");
+    let to_alice = mine.iter().find(|m| m["msg"] == "hello by name").unwrap();
+    assert_eq!(to_alice["to"], a.peer_id.as_str(), "{to_alice}");
+    assert_eq!(to_alice["to_name"], "alice", "{to_alice}");
 
     // An unknown name is a clear error; a peer id that cannot be reached now
     // is kept in the outbox, and /pending says so.

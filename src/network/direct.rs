@@ -120,6 +120,7 @@ impl EventLoop {
         let record = DmRecord {
             msg: payload.body.clone(),
             to: None,
+            to_name: None,
         };
         let event = Event::Dm {
             from: payload.name.clone(),

@@ -474,14 +474,16 @@ impl EventLoop {
             return;
         }
         let local = *self.swarm.local_peer_id();
+        let name = self.peers.name(&e.peer);
         let record = DmRecord {
             msg: e.msg,
             to: Some(e.peer.to_string()),
+            to_name: name.clone(),
         };
         let event = Event::DmSent {
             to: e.peer.to_string(),
             id: hex::encode(id),
-            name: self.peers.name(&e.peer),
+            name,
         };
         let name = self.name.clone();
         let insert = self.dm_insert(local, &name, e.ts, id, &record, event, Via::Local);
