@@ -4,7 +4,7 @@
 //! (answered only to a member who was not removed), and the answers to its
 //! own requests.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use libp2p::request_response::OutboundRequestId;
 use libp2p::{gossipsub, PeerId};
@@ -100,6 +100,15 @@ impl EventLoop {
         self.switch_epoch(name, &keys, &prev_entry, all.into_iter().collect(), from, removed_now)
             .map_err(|e| e.to_string())?;
         self.membership.authors.insert(keys.id, from);
+        // Only a current epoch's author is looked up: forget the others.
+        let current_ids: HashSet<[u8; 32]> = self
+            .keyring
+            .read()
+            .expect("keyring lock")
+            .subscribed()
+            .map(|e| e.id)
+            .collect();
+        self.membership.authors.retain(|id, _| current_ids.contains(id));
         // Our own rekey lost to this one: those we told of ours hear of the
         // winner from us too (some may not be reachable by its author), and
         // removals it did not make are made again, on top of it.
