@@ -295,9 +295,12 @@ impl Console {
             self.settle().await;
         }
         let result: Result<Option<Event>, NodeError> = match command {
-            Command::Sub { topic, secret } => self.node.subscribe(&topic, secret.as_deref()).await.map(|_| {
+            Command::Sub { topic, secret } => self.node.subscribe(&topic, secret.as_deref()).await.map(|s| {
+                let already = s.already.map(|epoch| Event::Notice {
+                    text: format!("already subscribed to {topic} (epoch {epoch}); nothing changed"),
+                });
                 self.last_topic = Some(topic);
-                None
+                already
             }),
             Command::Unsub { topic } => self.node.unsubscribe(&topic).await.map(|()| {
                 if self.last_topic.as_deref() == Some(&topic) {

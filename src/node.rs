@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::network::behaviour::{Behaviour, Settings};
 use crate::network::{EventLoop, Request};
 use crate::reply::DmRecord;
-use crate::reply::{DmOutcome, NodeError, Published, TopicPeers, Whoami};
+use crate::reply::{DmOutcome, NodeError, Published, Subscription, TopicPeers, Whoami};
 use crate::store::{Cursor, InboxQuery, Store};
 use crate::vault::{ensure_private_dir, Vault};
 use prometheus_client::registry::Registry;
@@ -196,7 +196,13 @@ impl Node {
             event_loop.join(entry)?;
         }
         for (topic, secret) in &config.topics {
-            event_loop.subscribe(topic, secret.as_deref())?;
+            event_loop.subscribe(topic, secret.as_deref()).map_err(|e| match e {
+                NodeError::SubscribedOtherwise(_) => NodeError::Startup(format!(
+                    "--topic {topic}: this data dir is subscribed to {topic} with a different secret\n\
+                     hint: leave it first (/unsub {topic}), or start with another --data-dir"
+                )),
+                e => e,
+            })?;
         }
         let task = tokio::spawn(event_loop.run());
         let node = Node {
@@ -242,11 +248,15 @@ impl Node {
         &self.name
     }
 
-    /// Subscribes to `topic` with `secret` (none: an open topic). Returns whether it is open.
+    /// Subscribes to `topic` with `secret` (none: an open topic). Subscribing
+    /// again with the same secret changes nothing (`already`), also after
+    /// rekeys moved the topic to a later epoch.
     ///
     /// # Errors
-    /// A bad topic name, a keyring write failure, or a stopped node.
-    pub async fn subscribe(&self, topic: &str, secret: Option<&str>) -> Result<bool, NodeError> {
+    /// A bad topic name, [`NodeError::SubscribedOtherwise`] when the node is
+    /// subscribed to `topic` with another secret (or it is private and no
+    /// secret is given), a keyring write failure, or a stopped node.
+    pub async fn subscribe(&self, topic: &str, secret: Option<&str>) -> Result<Subscription, NodeError> {
         let (topic, secret) = (topic.to_owned(), secret.map(str::to_owned));
         self.call(|reply| Request::Subscribe { topic, secret, reply }).await?
     }

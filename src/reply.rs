@@ -20,6 +20,10 @@ pub enum NodeError {
     /// The node is not subscribed to the topic.
     #[error("not subscribed to {0}\nhint: /sub {0} [SECRET] first")]
     NotSubscribed(String),
+    /// A subscription to a topic already subscribed with another secret (or
+    /// a private topic without one): it would replace the topic's keys.
+    #[error("already subscribed to {0} with a different secret; nothing changed\nhint: /unsub {0} first to join it with this one")]
+    SubscribedOtherwise(String),
     /// No peer with that id or name is known.
     #[error("unknown peer {0:?}: not a peer id and no connected peer has that name\nhint: /peers lists the peers and their names")]
     UnknownPeer(String),
@@ -111,6 +115,16 @@ pub struct Whoami {
     pub name: String,
     /// Listen addresses, each ending in `/p2p/<peer id>`.
     pub addrs: Vec<String>,
+}
+
+/// What a subscription did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    /// The topic is open: its secret is its name.
+    pub open: bool,
+    /// The node was subscribed with this secret already, and nothing
+    /// changed: the topic's current epoch.
+    pub already: Option<u32>,
 }
 
 /// The plaintext body of a stored direct-message record.

@@ -364,6 +364,56 @@ fn a_member_joins_the_roster_once_and_is_announced_once_across_restarts() {
     );
 }
 
+#[test]
+fn subscribing_again_changes_nothing_and_another_secret_is_refused() {
+    let tmp = temp();
+    let mut nodes = group(tmp.path(), &["ann", "bob"], &["--api", "127.0.0.1:0"]);
+    nodes[0].wait_topic_peers("t", 1);
+    nodes[1].wait_topic_peers("t", 1);
+    wait_members(&mut nodes[0], 2);
+    nodes[0].send("/rekey t");
+    nodes[1].wait_event("rekeyed", |v| v["topic"] == "t" && v["epoch"] == 1);
+
+    // The first secret again (typed, or sent by a client that subscribes on
+    // every start) does not take Bob back to epoch 0.
+    let notice = nodes[1].ask("/sub t s", "notice");
+    assert_eq!(notice["text"], "already subscribed to t (epoch 1); nothing changed");
+    let api = nodes[1].api.clone().unwrap();
+    let r = support::http::post(
+        &api,
+        "/subscribe",
+        &serde_json::json!({"user": "bob", "topic": "t", "secret": "s"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "bob is already subscribed to t");
+    // Another secret, or none (the open topic t), would replace the keys: refused.
+    let e = nodes[1].ask("/sub t other", "error");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("already subscribed to t with a different secret"),
+        "{e}"
+    );
+    let r = support::http::post(&api, "/subscribe", &serde_json::json!({"user": "bob", "topic": "t"}));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.error().contains("different secret"), "{}", r.body);
+    assert_eq!(epoch(&mut nodes[1]), 1);
+
+    // A restart with the same --topic keeps the epoch too.
+    let addr = nodes[0].addr.clone();
+    assert!(nodes.pop().unwrap().quit().success());
+    let mut bob = TestNode::start(
+        "bob",
+        &tmp.path().join("bob"),
+        &["--topic", "t=s", "--rekey-grace", "5", "--peer", &addr],
+    );
+    assert_eq!(epoch(&mut bob), 1);
+    bob.wait_topic_peers("t", 1);
+    nodes[0].send("/pub t still-in-epoch-one");
+    bob.wait_event("message", |v| v["msg"] == "still-in-epoch-one");
+}
+
 /// A bare libp2p peer that never knew the secret and speaks only `/murmur/dm/2`.
 struct Stranger {
     key: libp2p::identity::Keypair,

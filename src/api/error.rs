@@ -89,7 +89,9 @@ impl From<NodeError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             NodeError::NotSubscribed(_) | NodeError::UnknownPeer(_) => StatusCode::NOT_FOUND,
-            NodeError::AmbiguousPeer(..) | NodeError::WasRemoved { .. } => StatusCode::CONFLICT,
+            NodeError::AmbiguousPeer(..) | NodeError::WasRemoved { .. } | NodeError::SubscribedOtherwise(_) => {
+                StatusCode::CONFLICT
+            }
             NodeError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             NodeError::Unreachable { .. } | NodeError::Refused { .. } => StatusCode::BAD_GATEWAY,
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,

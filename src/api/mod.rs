@@ -346,10 +346,12 @@ async fn subscribe(State(state): State<ApiState>, Body(req): Body<SubscribeReque
     {
         return Err(crate::commands::CommandError::SecretTooLong.into());
     }
-    state.node.subscribe(&req.topic, req.secret.as_deref()).await?;
-    Ok(Json(Status {
-        status: format!("{} subscribed to {}", req.user, req.topic),
-    }))
+    let subscription = state.node.subscribe(&req.topic, req.secret.as_deref()).await?;
+    let status = match subscription.already {
+        Some(_) => format!("{} is already subscribed to {}", req.user, req.topic),
+        None => format!("{} subscribed to {}", req.user, req.topic),
+    };
+    Ok(Json(Status { status }))
 }
 
 async fn unsubscribe(

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::EventLoop;
 use crate::event::{MemberSummary, OutboxItem, PeerSummary};
-use crate::reply::{DmOutcome, NodeError, Published, TopicPeers, Whoami};
+use crate::reply::{DmOutcome, NodeError, Published, Subscription, TopicPeers, Whoami};
 use crate::store::{Done, Insert, Store};
 
 /// What a [`crate::Node`] handle asks of the event loop. Each carries its `reply`.
@@ -16,7 +16,7 @@ pub(crate) enum Request {
     Subscribe {
         topic: String,
         secret: Option<String>,
-        reply: oneshot::Sender<Result<bool, NodeError>>,
+        reply: oneshot::Sender<Result<Subscription, NodeError>>,
     },
     Unsubscribe {
         topic: String,

@@ -10,7 +10,7 @@ use super::{behaviour, EventLoop};
 use crate::crypto::TopicKeys;
 use crate::event::Event;
 use crate::keyring::TopicEntry;
-use crate::reply::{NodeError, TopicPeers};
+use crate::reply::{NodeError, Subscription, TopicPeers};
 
 /// The topics this node is subscribed to, by gossipsub topic hash.
 #[derive(Default)]
@@ -73,11 +73,30 @@ pub(super) fn subscribed_peers<'a>(
 }
 
 impl EventLoop {
-    /// Subscribes (or re-keys) a topic; returns whether it is open.
-    pub(crate) fn subscribe(&mut self, topic: &str, secret: Option<&str>) -> Result<bool, NodeError> {
+    /// Subscribes to a topic with a secret (none: the open topic).
+    ///
+    /// Subscribing again with the same secret changes nothing, also once
+    /// rekeys have moved the topic on (the secret's first epoch is one this
+    /// node held): going back to that epoch would undo the removals made
+    /// since. Another secret, or none for a private topic, is refused
+    /// ([`NodeError::SubscribedOtherwise`]) rather than replacing the keys.
+    pub(crate) fn subscribe(&mut self, topic: &str, secret: Option<&str>) -> Result<Subscription, NodeError> {
         crate::commands::validate_topic(topic)?;
         let open = secret.is_none();
         let keys = TopicKeys::derive(topic, secret.unwrap_or(topic));
+        {
+            let keyring = self.keyring.read().expect("keyring lock");
+            if let Some(current) = keyring.topic(topic) {
+                let first_epoch_held = keyring.by_id(&keys.id).is_some_and(|e| e.name == topic);
+                if current.id == keys.id || (current.epoch > 0 && first_epoch_held) {
+                    return Ok(Subscription {
+                        open: current.open,
+                        already: Some(current.epoch),
+                    });
+                }
+                return Err(NodeError::SubscribedOtherwise(topic.to_owned()));
+            }
+        }
         let hash = gossipsub::IdentTopic::new(keys.wire_topic()).hash();
         // Leaving the old topic id first when the secret changed.
         if let Some(old_hash) = self.topics.hash_of(topic).filter(|h| *h != hash) {
@@ -106,7 +125,7 @@ impl EventLoop {
         if open {
             tracing::warn!(topic, "open topic: anyone who knows its name can read it");
         }
-        Ok(open)
+        Ok(Subscription { open, already: None })
     }
 
     /// Joins the gossipsub topic of a keyring entry and reports it.
