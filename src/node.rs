@@ -70,6 +70,54 @@ pub struct InboxPage {
     pub limit: usize,
 }
 
+/// The file in a data dir that a running node holds locked (with its pid
+/// inside), so that a second node on the same data dir refuses to start.
+pub const LOCK_FILE: &str = "murmur.lock";
+
+/// Locks `dir` for this process: two nodes on one data dir would share one
+/// identity and one inbox. Where the file system cannot lock, warns and
+/// goes on.
+///
+/// # Errors
+/// [`NodeError::Startup`] when another process holds the lock, naming its pid.
+fn lock_data_dir(dir: &std::path::Path) -> Result<Option<std::fs::File>, NodeError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| NodeError::Startup(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = write!(file, "{}", std::process::id());
+            Ok(Some(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let by = if pid.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {pid})")
+            };
+            Err(NodeError::Startup(format!(
+                "{} is in use by another murmur node{by}\nhint: stop that node first, or give this one another --data-dir",
+                dir.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(path = %path.display(), "cannot lock the data dir ({e}); make sure no other node uses it");
+            Ok(None)
+        }
+    }
+}
+
 /// Checks a display name: 1 to 64 bytes, no control characters.
 ///
 /// # Errors
@@ -108,6 +156,7 @@ impl Node {
         validate_name(&config.name)?;
         let startup = |e: &dyn std::fmt::Display| NodeError::Startup(e.to_string());
         ensure_private_dir(&config.data_dir).map_err(|e| startup(&e))?;
+        let lock = lock_data_dir(&config.data_dir)?;
         // Argon2id takes a fraction of a second of CPU: not on the runtime's threads.
         let (dir, passphrase) = (config.data_dir.clone(), config.passphrase.clone());
         let (vault, opened) =
@@ -204,7 +253,11 @@ impl Node {
                 e => e,
             })?;
         }
-        let task = tokio::spawn(event_loop.run());
+        // The data dir stays locked until the loop has closed the inbox.
+        let task = tokio::spawn(async move {
+            event_loop.run().await;
+            drop(lock);
+        });
         let node = Node {
             requests,
             events,

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{files_containing, temp, TestNode};
 
@@ -205,6 +205,54 @@ fn inbox_and_subscriptions_survive_a_restart_and_hold_no_plaintext() {
             assert!(hits.is_empty(), "{needle:?} in plaintext in {hits:?}");
         }
     }
+}
+
+#[test]
+fn a_second_node_on_the_same_data_dir_refuses_to_start() {
+    let tmp = temp();
+    let dir = tmp.path().join("a");
+    let mut a = TestNode::start("alice", &dir, &["--topic", "news=s3cret"]);
+    a.send("/pub news before-the-second-start");
+    a.wait_event("published", |_| true);
+    let stderr_log = tmp.path().join("second.stderr");
+    let mut second = std::process::Command::new(support::murmur_bin())
+        .args([
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--name",
+            "alice",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + support::WAIT;
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second node started on the same data dir and kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "the second node exited with {status}");
+    let stderr = std::fs::read_to_string(&stderr_log).unwrap();
+    assert!(
+        stderr.contains(&format!("is in use by another murmur node (pid {})", a.pid())),
+        "{stderr}"
+    );
+    // The first node is unharmed, and once it stops the data dir is free.
+    assert_eq!(a.inbox("")[0]["msg"], "before-the-second-start");
+    assert!(a.quit().success());
+    let mut again = TestNode::start("alice", &dir, &[]);
+    assert_eq!(again.inbox("")[0]["msg"], "before-the-second-start");
 }
 
 #[test]
