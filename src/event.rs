@@ -532,9 +532,10 @@ impl Event {
                 .iter()
                 .map(|t| {
                     let (p, m) = (peers.get(t).copied().unwrap_or(0), mesh.get(t).copied().unwrap_or(0));
+                    let peers = if p == 1 { "1 peer".to_owned() } else { format!("{p} peers") };
                     match epochs.get(t).copied().unwrap_or(0) {
-                        0 => format!("{t} ({p} peers, {m} in mesh)"),
-                        e => format!("{t} (epoch {e}, {p} peers, {m} in mesh)"),
+                        0 => format!("{t} ({peers}, {m} in mesh)"),
+                        e => format!("{t} (epoch {e}, {peers}, {m} in mesh)"),
                     }
                 })
                 .collect::<Vec<_>>()

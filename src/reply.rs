@@ -27,9 +27,9 @@ pub enum NodeError {
     /// No peer with that id or name is known.
     #[error("unknown peer {0:?}: not a peer id and no connected peer has that name\nhint: /peers lists the peers and their names")]
     UnknownPeer(String),
-    /// Several connected peers share that name.
-    #[error("{1} peers are named {0:?}; use a peer id")]
-    AmbiguousPeer(String, usize),
+    /// Several peers share that name (their peer ids).
+    #[error("{n} peers are named {name:?}; use a peer id: {ids}", n = .1.len(), name = .0, ids = .1.join(", "))]
+    AmbiguousPeer(String, Vec<String>),
     /// A DM to ourselves.
     #[error("cannot send a direct message to this node itself")]
     SelfDm,

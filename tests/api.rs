@@ -113,6 +113,20 @@ fn bad_requests_get_a_4xx_json_error_and_the_server_keeps_serving() {
         (
             "POST",
             "/publish",
+            Some(json!({"user": "bob", "topic": "news", "msg": "a", "message": "b"}).to_string()),
+            422,
+            "give `msg` or `message`, not both",
+        ),
+        (
+            "POST",
+            "/publish",
+            Some(json!({"user": "bob", "topic": "news", "msg": ""}).to_string()),
+            400,
+            "msg is empty",
+        ),
+        (
+            "POST",
+            "/publish",
             Some(json!({"topic": "news", "msg": "x"}).to_string()),
             422,
             "missing field `user`",

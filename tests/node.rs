@@ -208,6 +208,26 @@ fn inbox_and_subscriptions_survive_a_restart_and_hold_no_plaintext() {
 }
 
 #[test]
+fn a_name_two_peers_share_is_ambiguous_until_one_leaves() {
+    let tmp = temp();
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &[]);
+    let b1 = TestNode::start("bob", &tmp.path().join("b1"), &["--peer", &a.addr.clone()]);
+    let b2 = TestNode::start("bob", &tmp.path().join("b2"), &["--peer", &a.addr.clone()]);
+    let bobs = |p: &[serde_json::Value]| p.iter().filter(|p| p["name"] == "bob").count();
+    a.wait_peers("include both bobs", |p| bobs(p) == 2);
+    let e = a.ask("/dm bob which one?", "error");
+    let error = e["error"].as_str().unwrap();
+    assert!(error.starts_with("2 peers are named \"bob\"; use a peer id: "), "{e}");
+    assert!(error.contains(&b1.peer_id) && error.contains(&b2.peer_id), "{e}");
+    // Once one has gone, the name is the other's again.
+    assert!(b2.quit().success());
+    a.wait_peers("hold one bob", |p| bobs(p) == 1);
+    a.send("/dm bob you, the one still here");
+    let sent = a.wait_event("dm_sent", |_| true);
+    assert_eq!(sent["to"], b1.peer_id.as_str(), "{sent}");
+}
+
+#[test]
 fn a_second_node_on_the_same_data_dir_refuses_to_start() {
     let tmp = temp();
     let dir = tmp.path().join("a");

@@ -370,12 +370,24 @@ async fn publish(
     Body(req): Body<PublishRequest>,
 ) -> Result<Json<PublishResponse>, ApiError> {
     state.check_user(&req.user)?;
-    let Some(msg) = req.msg.or(req.message) else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing field `msg` (or `message`)",
-        ));
+    let msg = match (req.msg, req.message) {
+        (Some(msg), None) | (None, Some(msg)) => msg,
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing field `msg` (or `message`)",
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "give `msg` or `message`, not both",
+            ))
+        }
     };
+    if msg.is_empty() {
+        return Err(ApiError::bad_request("msg is empty: there is nothing to publish"));
+    }
     let published = match &req.client_id {
         Some(client_id) => state.node.publish_idempotent(&req.topic, &msg, client_id).await?,
         None => state.node.publish(&req.topic, &msg).await?,

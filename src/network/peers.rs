@@ -124,16 +124,28 @@ impl PeerBook {
         if let Ok(peer) = to.parse::<PeerId>() {
             return Ok(peer);
         }
-        let matches: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, s)| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(to)))
-            .map(|(p, _)| *p)
-            .collect();
+        let named = |connected_only: bool| -> Vec<PeerId> {
+            self.peers
+                .iter()
+                .filter(|(_, s)| !connected_only || s.connected())
+                .filter(|(_, s)| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(to)))
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        // A connected peer of that name first; else one seen before (a DM
+        // to it waits in the outbox). A peer gone since does not make the
+        // name ambiguous.
+        let mut matches = named(true);
+        if matches.is_empty() {
+            matches = named(false);
+        }
         match matches.as_slice() {
             [one] => Ok(*one),
             [] => Err(NodeError::UnknownPeer(to.to_owned())),
-            many => Err(NodeError::AmbiguousPeer(to.to_owned(), many.len())),
+            many => Err(NodeError::AmbiguousPeer(
+                to.to_owned(),
+                many.iter().map(ToString::to_string).collect(),
+            )),
         }
     }
 
