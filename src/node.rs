@@ -71,7 +71,8 @@ pub struct InboxPage {
 }
 
 /// The file in a data dir that a running node holds locked (with its pid
-/// inside), so that a second node on the same data dir refuses to start.
+/// inside once it has started), so that a second node on the same data dir
+/// refuses to start.
 pub const LOCK_FILE: &str = "murmur.lock";
 
 /// Locks `dir` for this process: two nodes on one data dir would share one
@@ -81,22 +82,19 @@ pub const LOCK_FILE: &str = "murmur.lock";
 /// # Errors
 /// [`NodeError::Startup`] when another process holds the lock, naming its pid.
 fn lock_data_dir(dir: &std::path::Path) -> Result<Option<std::fs::File>, NodeError> {
-    use std::io::{Read, Seek, Write};
+    use std::io::Read;
     let path = dir.join(LOCK_FILE);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
         .open(&path)
         .map_err(|e| NodeError::Startup(format!("cannot open {}: {e}", path.display())))?;
     match file.try_lock() {
-        Ok(()) => {
-            let _ = file.set_len(0);
-            let _ = file.rewind();
-            let _ = write!(file, "{}", std::process::id());
-            Ok(Some(file))
-        }
+        // The pid goes in once the node has started: a start refused later
+        // (a wrong passphrase) leaves the data dir as it was.
+        Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
@@ -116,6 +114,15 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<Option<std::fs::File>, NodeErr
             Ok(None)
         }
     }
+}
+
+/// Writes this process's pid into the locked lock file, for the error a
+/// second node gets.
+fn record_pid(mut file: &std::fs::File) {
+    use std::io::{Seek, Write};
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
 }
 
 /// Checks a display name: 1 to 64 bytes, no control characters.
@@ -254,6 +261,9 @@ impl Node {
             })?;
         }
         // The data dir stays locked until the loop has closed the inbox.
+        if let Some(file) = &lock {
+            record_pid(file);
+        }
         let task = tokio::spawn(async move {
             event_loop.run().await;
             drop(lock);
