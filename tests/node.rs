@@ -228,6 +228,30 @@ fn a_name_two_peers_share_is_ambiguous_until_one_leaves() {
 }
 
 #[test]
+fn leaving_a_topic_says_what_it_will_not_send() {
+    let tmp = temp();
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &["--topic", "news=s3cret"]);
+    // Alone: both wait for a subscribed peer.
+    a.send("/pub news first");
+    a.send("/pub news second");
+    let p = a.wait_event("published", |v| v["queued"] == true);
+    assert_eq!(p["topic"], "news", "{p}");
+    a.wait_event("published", |_| true);
+    assert_eq!(a.ask("/pending", "pending")["publishes"]["news"], 2);
+    a.send("/unsub news");
+    a.wait_event("unsubscribed", |_| true);
+    let notice = a.wait_event("notice", |_| true);
+    assert_eq!(
+        notice["text"],
+        "2 message(s) to news were still waiting for a peer and will not be sent (they stay in the inbox)"
+    );
+    assert_eq!(
+        a.ask("/pending", "pending")["publishes"].as_object().map(|m| m.len()),
+        Some(0)
+    );
+}
+
+#[test]
 fn a_second_node_on_the_same_data_dir_refuses_to_start() {
     let tmp = temp();
     let dir = tmp.path().join("a");

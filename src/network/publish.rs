@@ -58,12 +58,15 @@ impl Publisher {
         }
     }
 
-    /// Drops what waits for a topic we leave.
-    pub(super) fn forget_topic(&mut self, hash: &gossipsub::TopicHash) {
-        if let Some(q) = self.queued.remove(hash) {
-            self.queued_total -= q.len();
-            self.metrics.queued_publishes.set(self.queued_total as i64);
-        }
+    /// Drops what waits for a topic we leave; returns how many of those
+    /// were messages a user sees (not control messages).
+    pub(super) fn forget_topic(&mut self, hash: &gossipsub::TopicHash) -> usize {
+        let Some(q) = self.queued.remove(hash) else {
+            return 0;
+        };
+        self.queued_total -= q.len();
+        self.metrics.queued_publishes.set(self.queued_total as i64);
+        q.iter().filter(|m| m.shown).count()
     }
 
     fn enqueue(&mut self, hash: gossipsub::TopicHash, frame: Vec<u8>, shown: bool) -> Result<(), NodeError> {

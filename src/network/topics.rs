@@ -178,7 +178,7 @@ impl EventLoop {
         if let Some(entry) = self.topics.by_hash.remove(&hash) {
             self.rendezvous_leave(&entry.id);
         }
-        self.publisher.forget_topic(&hash);
+        let dropped = self.publisher.forget_topic(&hash);
         self.swarm
             .behaviour_mut()
             .gossipsub
@@ -191,6 +191,14 @@ impl EventLoop {
         self.emit(Event::Unsubscribed {
             topic: topic.to_owned(),
         });
+        if dropped > 0 {
+            self.emit(Event::Notice {
+                text: format!(
+                    "{dropped} message(s) to {topic} were still waiting for a peer and will not be sent \
+                     (they stay in the inbox)"
+                ),
+            });
+        }
         Ok(())
     }
 
