@@ -353,13 +353,20 @@ impl Console {
                 .await
                 .map(|(dms, publishes)| Some(Event::Pending { dms, publishes })),
             Command::Inbox { topic, limit, before } => {
+                // The command parser checked the cursor's form.
+                let cursor = before.as_deref().and_then(Cursor::from_hex);
                 let page = InboxPage {
                     topic,
-                    before: before.as_deref().and_then(Cursor::from_hex),
+                    before: cursor,
                     limit,
                     ..InboxPage::default()
                 };
                 self.node.inbox_page(&page).await.map(|messages| {
+                    if messages.is_empty() && cursor.is_some() {
+                        return Some(Event::Notice {
+                            text: "no older messages".into(),
+                        });
+                    }
                     // A full page may have older messages before it.
                     let before = (messages.len() == limit)
                         .then(|| messages.iter().map(|m| m.cursor.clone()).min())

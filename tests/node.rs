@@ -252,6 +252,41 @@ fn leaving_a_topic_says_what_it_will_not_send() {
 }
 
 #[test]
+fn the_console_walks_back_through_the_inbox_page_by_page() {
+    let tmp = temp();
+    let mut a = TestNode::start("alice", &tmp.path().join("a"), &["--topic", "news=s3cret"]);
+    for i in 0..3 {
+        a.send(&format!("/pub news page-{i}"));
+        a.wait_event("published", |_| true);
+    }
+    let page = a.ask("/inbox news 2", "inbox");
+    let msgs = |p: &serde_json::Value| -> Vec<String> {
+        p["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["msg"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(msgs(&page), ["page-1", "page-2"], "{page}");
+    let before = page["before"]
+        .as_str()
+        .expect("a full page names the cursor before it")
+        .to_owned();
+    let older = a.ask(&format!("/inbox news 2 --before {before}"), "inbox");
+    assert_eq!(msgs(&older), ["page-0"], "{older}");
+    let oldest = older["messages"][0]["cursor"].as_str().unwrap().to_owned();
+    let none = a.ask(&format!("/inbox news 2 --before {oldest}"), "notice");
+    assert_eq!(none["text"], "no older messages");
+    // A cursor that is not one is an error, not the newest page.
+    let e = a.ask("/inbox news 2 --before zzz", "error");
+    assert!(
+        e["error"].as_str().unwrap().starts_with("--before takes a cursor"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_second_node_on_the_same_data_dir_refuses_to_start() {
     let tmp = temp();
     let dir = tmp.path().join("a");
