@@ -305,6 +305,26 @@ fn an_invited_peer_who_never_knew_the_secret_reads_the_topic() {
     erin.send("/pub t erin-says-hello");
     nodes[1].wait_event("message", |v| v["msg"] == "erin-says-hello");
     assert_eq!(erin.ask("/topics", "topics")["topics"][0], "t");
+
+    // A peer with a topic of that name of its own refuses, and says so.
+    let mut fay = TestNode::start(
+        "fay",
+        &tmp.path().join("fay"),
+        &["--topic", "t=other", "--peer", &ann_addr],
+    );
+    nodes[0].wait_peers("to include fay", |p| p.iter().any(|p| p["name"] == "fay"));
+    fay.wait_peers("to include ann", |p| p.iter().any(|p| p["name"] == "ann"));
+    nodes[0].send("/invite t fay");
+    let notice = fay.wait_event("notice", |v| {
+        v["text"].as_str().unwrap().starts_with("refused an invitation")
+    });
+    assert_eq!(
+        notice["text"],
+        format!(
+            "refused an invitation into t from ann ({}): this node already has a topic named \"t\"",
+            nodes[0].peer_id
+        )
+    );
 }
 
 #[test]

@@ -25,7 +25,20 @@ impl EventLoop {
                 keys,
                 removed,
             } => self.on_rekey(peer, &topic, prev, keys, removed),
-            DirectControl::Invite { topic, keys, removed } => self.on_invite(peer, &topic, keys, removed),
+            DirectControl::Invite { topic, keys, removed } => {
+                let result = self.on_invite(peer, &topic, keys, removed);
+                // The one inviting hears the reason; this node's user is told too.
+                if let Err(reason) = &result {
+                    let who = match self.peers.name(&peer) {
+                        Some(name) => format!("{name} ({peer})"),
+                        None => peer.to_string(),
+                    };
+                    self.emit(Event::Notice {
+                        text: format!("refused an invitation into {topic} from {who}: {reason}"),
+                    });
+                }
+                result
+            }
             DirectControl::KeyRequest { topic, id, epoch } => self.on_key_request(peer, &topic, id, epoch),
         }
     }
