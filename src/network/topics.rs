@@ -97,17 +97,8 @@ impl EventLoop {
                 return Err(NodeError::SubscribedOtherwise(topic.to_owned()));
             }
         }
+        // Not subscribed to `topic` (checked above): no earlier id of it to leave.
         let hash = gossipsub::IdentTopic::new(keys.wire_topic()).hash();
-        // Leaving the old topic id first when the secret changed.
-        if let Some(old_hash) = self.topics.hash_of(topic).filter(|h| *h != hash) {
-            if let Some(old) = self.topics.by_hash.remove(&old_hash) {
-                self.rendezvous_leave(&old.id);
-            }
-            self.swarm
-                .behaviour_mut()
-                .gossipsub
-                .unsubscribe(&gossipsub::IdentTopic::new(old_hash.into_string()));
-        }
         self.keyring
             .write()
             .expect("keyring lock")
