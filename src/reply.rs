@@ -25,7 +25,7 @@ pub enum NodeError {
     #[error("already subscribed to {0} with a different secret; nothing changed\nhint: /unsub {0} first to join it with this one")]
     SubscribedOtherwise(String),
     /// No peer with that id or name is known.
-    #[error("unknown peer {0:?}: not a peer id and no connected peer has that name\nhint: /peers lists the peers and their names")]
+    #[error("unknown peer {0:?}: not a peer id, and no peer seen nor member of a topic has that name\nhint: /peers lists the connected peers, /members TOPIC a topic's members")]
     UnknownPeer(String),
     /// Several peers share that name (their peer ids).
     #[error("{n} peers are named {name:?}; use a peer id: {ids}", n = .1.len(), name = .0, ids = .1.join(", "))]

@@ -364,11 +364,19 @@ fn a_member_joins_the_roster_once_and_is_announced_once_across_restarts() {
         assert!(ann.quit().success());
         ann = TestNode::start("ann", &tmp.path().join("ann"), &["--topic", "t=s"]);
     }
-    // ...and a newcomer still learns both members from her inbox.
+    // ...and a newcomer still learns both members from her inbox, Bob
+    // (gone before Cid started) only from there.
+    let bob_id = nodes[1].peer_id.clone();
+    nodes[1].kill();
     let mut cid = TestNode::start("cid", &tmp.path().join("cid"), &["--topic", "t=s", "--peer", &ann.addr]);
     let roster = wait_members(&mut cid, 3);
     let names = support::member_names(&roster);
     assert!(names.contains(&"ann") && names.contains(&"bob"), "{roster}");
+    // A member is reached by the name it signed, though Cid never saw it:
+    // the DM waits in the outbox for Bob.
+    let queued = cid.ask("/dm bob see you", "dm_queued");
+    assert_eq!(queued["to"], bob_id.as_str(), "{queued}");
+    assert!(cid.quit().success());
     assert!(ann.quit().success());
     let db = rusqlite::Connection::open(tmp.path().join("ann").join(murmur::store::INBOX_FILE)).unwrap();
     let announcements: i64 = db

@@ -113,6 +113,9 @@ fn direct_messages_by_peer_id_and_by_name_are_acknowledged() {
     assert_eq!(pending["dms"][0]["msg"], "hi", "{pending}");
     let e = a.ask(&format!("/dm {} hi", a.peer_id), "error");
     assert!(e["error"].as_str().unwrap().contains("itself"), "{e}");
+    // By its own name too: not "unknown peer".
+    let e = a.ask("/dm Alice hi", "error");
+    assert!(e["error"].as_str().unwrap().contains("itself"), "{e}");
 }
 
 #[test]

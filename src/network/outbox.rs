@@ -205,7 +205,7 @@ impl EventLoop {
             let _ = reply.send(Err(e.into()));
             return;
         }
-        let peer = match self.peers.resolve(to) {
+        let peer = match self.resolve_peer(to) {
             Ok(p) => p,
             Err(e) => {
                 let _ = reply.send(Err(e));

@@ -168,6 +168,28 @@ impl PeerBook {
 }
 
 impl EventLoop {
+    /// Finds the recipient of a `/dm` or `/invite`: a peer id, or the name of
+    /// a peer this node has seen ([`PeerBook::resolve`]), else the signed
+    /// name of a member of one of its topics (a DM to it waits in the outbox
+    /// until it is reachable). This node's own name is [`NodeError::SelfDm`].
+    pub(super) fn resolve_peer(&self, to: &str) -> Result<PeerId, NodeError> {
+        let unknown = match self.peers.resolve(to) {
+            Err(e @ NodeError::UnknownPeer(_)) => e,
+            found => return found,
+        };
+        let local = *self.swarm.local_peer_id();
+        let members: Vec<PeerId> = self.membership.named(to).into_iter().filter(|p| *p != local).collect();
+        match members.as_slice() {
+            [one] => Ok(*one),
+            [] if self.name.eq_ignore_ascii_case(to) => Err(NodeError::SelfDm),
+            [] => Err(unknown),
+            many => Err(NodeError::AmbiguousPeer(
+                to.to_owned(),
+                many.iter().map(ToString::to_string).collect(),
+            )),
+        }
+    }
+
     pub(super) fn on_connection_established(
         &mut self,
         peer: PeerId,

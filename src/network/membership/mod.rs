@@ -99,6 +99,17 @@ impl Membership {
         self.rosters.get(topic_id)?.get(peer).filter(|n| !n.is_empty()).cloned()
     }
 
+    /// The members of any roster held whose signed name is `name`
+    /// (case-insensitive), each once.
+    pub(super) fn named(&self, name: &str) -> BTreeSet<PeerId> {
+        self.rosters
+            .values()
+            .flat_map(|roster| roster.iter())
+            .filter(|(_, n)| n.eq_ignore_ascii_case(name))
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+
     /// Whether `peer` is a member of the epoch `topic_id`.
     pub(super) fn is_member(&self, topic_id: &[u8; 32], peer: &PeerId) -> bool {
         self.rosters.get(topic_id).is_some_and(|r| r.contains_key(peer))
@@ -309,7 +320,7 @@ impl EventLoop {
     pub(super) fn invite(&mut self, name: &str, who: &str) -> Result<(), NodeError> {
         crate::commands::validate_topic(name)?;
         let current = self.current_entry(name)?;
-        let peer = self.peers.resolve(who)?;
+        let peer = self.resolve_peer(who)?;
         if peer == *self.swarm.local_peer_id() {
             return Err(NodeError::SelfDm);
         }
