@@ -59,6 +59,12 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(_) if status == StatusCode::PAYLOAD_TOO_LARGE => {
                 format!("request body is larger than {} bytes", super::MAX_BODY_BYTES)
             }
+            JsonRejection::JsonDataError(e) => format!("invalid request body: {}", plain_serde(&e.body_text())),
+            JsonRejection::JsonSyntaxError(e) => {
+                let text = e.body_text();
+                let error = text.split_once(": ").map_or(text.as_str(), |(_, error)| error);
+                format!("request body is not valid JSON: {error}")
+            }
             other => other.body_text(),
         };
         Self::new(status, message)
@@ -67,7 +73,53 @@ impl From<JsonRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::bad_request(rejection.body_text())
+        Self::bad_request(format!("invalid query string: {}", plain_serde(&rejection.body_text())))
+    }
+}
+
+/// A serde error as axum words it (`Failed to deserialize…: user: invalid
+/// type: integer `5`, expected a string at line 1 column 9`), in the words
+/// of the API: `` `user` must be a string, not integer `5` ``.
+fn plain_serde(text: &str) -> String {
+    // axum's prefix, up to the first ": ".
+    let text = text.split_once(": ").map_or(text, |(_, rest)| rest);
+    // serde_json's position: a one-line body makes it noise.
+    let text = match text.rfind(" at line ") {
+        Some(at) if text[at + 9..].split(" column ").all(|n| n.parse::<u64>().is_ok()) => &text[..at],
+        _ => text,
+    };
+    // serde_path_to_error's path, if any (`user: …`, `[0]: …`).
+    let (path, error) = match text.split_once(": ") {
+        Some((path, error)) if !path.contains(' ') => (Some(path), error),
+        _ => (None, text),
+    };
+    if path.is_some_and(|p| p.starts_with('[')) {
+        return "expected a JSON object".to_owned();
+    }
+    let json = |kind: &str| match kind {
+        "sequence" | "a sequence" => "an array".to_owned(),
+        "map" | "a map" => "an object".to_owned(),
+        "unit value" => "null".to_owned(),
+        other => other.to_owned(),
+    };
+    if let Some((found, wanted)) = error
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    {
+        let wanted = if wanted.starts_with("struct ") {
+            "a JSON object".to_owned()
+        } else {
+            json(wanted)
+        };
+        return match path {
+            Some(p) => format!("`{p}` must be {wanted}, not {}", json(found)),
+            None => format!("expected {wanted}, not {}", json(found)),
+        };
+    }
+    match path {
+        // Unknown fields and missing ones name the field already.
+        Some(p) if !error.contains(&format!("`{p}`")) => format!("`{p}`: {error}"),
+        _ => error.to_owned(),
     }
 }
 
@@ -101,5 +153,44 @@ impl From<NodeError> for ApiError {
             }
         };
         Self::new(status, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_serde;
+
+    #[test]
+    fn serde_errors_are_told_in_the_words_of_the_api() {
+        let axum = "Failed to deserialize the JSON body into the target type: ";
+        for (said, meant) in [
+            (
+                "user: invalid type: integer `5`, expected a string at line 1 column 9",
+                "`user` must be a string, not integer `5`",
+            ),
+            ("missing field `user` at line 1 column 13", "missing field `user`"),
+            (
+                "foo: unknown field `foo`, expected one of `user`, `topic` at line 1 column 29",
+                "unknown field `foo`, expected one of `user`, `topic`",
+            ),
+            (
+                "topic: invalid type: sequence, expected a string at line 1 column 20",
+                "`topic` must be a string, not an array",
+            ),
+            (
+                "[0]: invalid type: integer `1`, expected a string at line 1 column 2",
+                "expected a JSON object",
+            ),
+            (
+                "invalid type: string \"x\", expected struct PublishRequest at line 1 column 3",
+                "expected a JSON object, not string \"x\"",
+            ),
+            (
+                "limit: invalid digit found in string",
+                "`limit`: invalid digit found in string",
+            ),
+        ] {
+            assert_eq!(plain_serde(&format!("{axum}{said}")), meant, "{said}");
+        }
     }
 }
