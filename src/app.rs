@@ -49,13 +49,11 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Some(Subcommand::Completions { shell }) => {
-            let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut command, "murmur", &mut std::io::stdout());
+            crate::manual::completions(*shell, &mut std::io::stdout())?;
             return Ok(());
         }
         Some(Subcommand::Man) => {
-            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
-            man.render(&mut std::io::stdout())?;
+            crate::manual::man_page(&mut std::io::stdout())?;
             return Ok(());
         }
         _ => {}

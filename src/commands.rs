@@ -20,8 +20,9 @@ commands:
                         publish to a topic (with --id: at most once per ID)
   MESSAGE               (a line without a leading /) publish to the topic last used
                         (before any, to the only subscribed topic)
-  /dm PEER MESSAGE      direct message (end-to-end encrypted) to a peer id or a known
-                        peer's name; kept in the outbox and retried until delivered
+  /dm PEER MESSAGE      direct message (end-to-end encrypted) to a peer id, or the name
+                        of a known peer or of a topic member; kept in the outbox and
+                        retried until delivered
   /inbox [TOPIC] [N] [--before CURSOR]
                         the last N (default 20) stored messages, oldest first;
                         with --before, the N before that cursor (walk back)

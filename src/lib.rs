@@ -29,6 +29,7 @@ pub mod doctor;
 pub mod envelope;
 pub mod event;
 pub mod keyring;
+pub mod manual;
 pub mod metrics;
 pub mod network;
 pub mod node;

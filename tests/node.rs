@@ -529,10 +529,16 @@ fn shell_completions_and_the_man_page_come_from_the_command_line_definition() {
             script.contains("bootstrap") && script.contains("sync-writes"),
             "{shell}: {script}"
         );
+        // Options hidden from --help are not offered either.
+        assert!(!script.contains("rekey-grace"), "{shell}: {script}");
     }
     let man = run(&["man"]);
     assert!(man.starts_with(".ie") || man.contains(".TH murmur 1"), "{man}");
     assert!(man.contains("relay\\-server"), "{man}");
+    assert!(
+        man.contains(".SH \"STDIN COMMANDS\"") && man.contains("POST /publish"),
+        "{man}"
+    );
     let bad = Command::new(support::murmur_bin())
         .args(["completions", "tcsh"])
         .output()
