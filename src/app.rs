@@ -86,6 +86,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = cli.config().map_err(anyhow::Error::msg)?;
+    // Refused before the node starts, not after it has printed its addresses.
+    if let Some(addr) = cli.api {
+        crate::api::check_exposure(addr, cli.api_token.as_deref())?;
+    }
     tracing::info!(name = %config.name, data_dir = %config.data_dir.display(), "starting");
     let (node, events, task) = Node::start_with_events(config).await?;
     let quit = CancellationToken::new();

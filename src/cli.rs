@@ -87,8 +87,9 @@ pub struct Cli {
     pub private_wan: bool,
 
     /// Serve the local HTTP/JSON API and web page at this address, e.g.
-    /// 127.0.0.1:8080 (off by default; a non-loopback address needs --api-token)
-    #[arg(long, value_name = "ADDR")]
+    /// 127.0.0.1:8080 or localhost:8080 (port 0: any free one); off by
+    /// default; a non-loopback address needs --api-token
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
     pub api: Option<std::net::SocketAddr>,
 
     /// Token the API requires as `Authorization: Bearer TOKEN` on every route
@@ -98,7 +99,7 @@ pub struct Cli {
 
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100
     /// (off by default; see docs/metrics.md)
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
     pub metrics: Option<std::net::SocketAddr>,
 
     /// Catch-up exchanges a topic's messages of the last DAYS days (the inbox
@@ -255,6 +256,24 @@ impl Cli {
     }
 }
 
+/// An address to serve on (`--api`, `--metrics`): `IP:PORT`, `[IPv6]:PORT`
+/// or `localhost:PORT` (127.0.0.1), never a name to look up.
+fn parse_listen_addr(value: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    if let Some(port) = value.strip_prefix("localhost:") {
+        return port
+            .parse::<u16>()
+            .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .map_err(|_| format!("{port:?} is not a port (0 to 65535)"));
+    }
+    if value.parse::<std::net::IpAddr>().is_ok() || value == "localhost" {
+        return Err(format!("it needs a port, e.g. {value}:8080"));
+    }
+    Err("expected IP:PORT, e.g. 127.0.0.1:8080 (or localhost:8080)".to_owned())
+}
+
 /// The passphrase from `--passphrase-file` or the value of MURMUR_PASSPHRASE, if either.
 fn resolve_passphrase(file: Option<&Path>, env: Option<OsString>) -> Result<Option<Passphrase>, String> {
     match (file, env) {
@@ -279,6 +298,24 @@ fn resolve_passphrase(file: Option<&Path>, env: Option<OsString>) -> Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses_take_localhost_and_say_what_is_missing() {
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:8080").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(parse_listen_addr("localhost:0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(parse_listen_addr("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert!(parse_listen_addr("127.0.0.1")
+            .unwrap_err()
+            .contains("needs a port, e.g. 127.0.0.1:8080"));
+        assert!(parse_listen_addr("localhost").unwrap_err().contains("needs a port"));
+        assert!(parse_listen_addr("localhost:99999").unwrap_err().contains("not a port"));
+        assert!(parse_listen_addr("example.org:80")
+            .unwrap_err()
+            .contains("expected IP:PORT"));
+    }
     use clap::CommandFactory;
 
     #[test]

@@ -576,3 +576,34 @@ fn members_rekey_and_invitations_over_the_api() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.json()["error"].is_string());
 }
+
+#[test]
+fn an_api_address_that_cannot_serve_stops_the_start_with_what_to_do() {
+    use std::process::Command;
+    let tmp = temp();
+    let start = |api: &str| {
+        let out = Command::new(support::murmur_bin())
+            .args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", api])
+            .arg("--data-dir")
+            .arg(tmp.path().join("n"))
+            .env("RUST_LOG", "error")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--api {api} started");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (String::from_utf8_lossy(&out.stderr).into_owned(), stdout)
+    };
+    // No port: refused by the parser, with an example.
+    let (err, _) = start("127.0.0.1");
+    assert!(err.contains("it needs a port, e.g. 127.0.0.1:8080"), "{err}");
+    // Beyond loopback without a token: refused before the node starts.
+    let (err, out) = start("0.0.0.0:8080");
+    assert!(err.contains("is not a loopback address: set --api-token"), "{err}");
+    assert!(!out.contains("listening on"), "the node started first: {out}");
+    // A port in use: said once, with a hint.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (err, _) = start(&format!("localhost:{}", taken.local_addr().unwrap().port()));
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    assert!(err.contains("hint: another program"), "{err}");
+}

@@ -82,13 +82,39 @@ pub enum ApiStartError {
     #[error("--api {0} is not a loopback address: set --api-token (or MURMUR_API_TOKEN) so only you can use it")]
     TokenRequired(SocketAddr),
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {reason}{}", bind_hint(reason))]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
+}
+
+/// What to do about a bind error a user can fix.
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "\nhint: another program (or another murmur node) uses that port: pick another, or port 0 for any free one"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "\nhint: that IP is not one of this machine's; 127.0.0.1 serves this machine only"
+        }
+        std::io::ErrorKind::PermissionDenied => "\nhint: ports below 1024 need root; pick a port above 1024",
+        _ => "",
+    }
+}
+
+/// Refuses to serve the API beyond this machine without a token.
+///
+/// # Errors
+/// [`ApiStartError::TokenRequired`].
+pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), ApiStartError> {
+    if addr.ip().is_loopback() || token.is_some() {
+        Ok(())
+    } else {
+        Err(ApiStartError::TokenRequired(addr))
+    }
 }
 
 /// A bound, not yet serving, API server.
@@ -103,15 +129,13 @@ impl Api {
     /// # Errors
     /// [`ApiStartError`].
     pub async fn bind(node: Node, addr: SocketAddr, token: Option<String>) -> Result<Self, ApiStartError> {
-        if !addr.ip().is_loopback() && token.is_none() {
-            return Err(ApiStartError::TokenRequired(addr));
-        }
+        check_exposure(addr, token.as_deref())?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| ApiStartError::Bind { addr, source })?;
+            .map_err(|reason| ApiStartError::Bind { addr, reason })?;
         let bound = listener
             .local_addr()
-            .map_err(|source| ApiStartError::Bind { addr, source })?;
+            .map_err(|reason| ApiStartError::Bind { addr, reason })?;
         let state = ApiState::new(node, bound, token, CancellationToken::new());
         Ok(Self { listener, state })
     }
