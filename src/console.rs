@@ -174,6 +174,30 @@ fn try_next(events: &mut broadcast::Receiver<Arc<Event>>) -> Option<Result<Arc<E
     }
 }
 
+/// Reads and drops what is left of a line, up to its newline (consumed) or
+/// the end of input, a buffer at a time; returns how many bytes came before
+/// the newline.
+async fn skip_line(reader: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> usize {
+    let mut skipped = 0;
+    loop {
+        let Ok(buf) = reader.fill_buf().await else {
+            return skipped;
+        };
+        if buf.is_empty() {
+            return skipped;
+        }
+        let (used, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, Some(i)),
+            None => (buf.len(), None),
+        };
+        reader.consume(used);
+        match done {
+            Some(i) => return skipped + i,
+            None => skipped += used,
+        }
+    }
+}
+
 /// Reads stdin line by line and runs each command against `node` until
 /// `/quit` (which cancels `quit`). A closed stdin leaves the node running.
 pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
@@ -198,15 +222,18 @@ pub async fn run_stdin(node: Node, printer: Printer, quit: CancellationToken) {
                 return;
             }
             Ok(_) if buf.len() > MAX_LINE_BYTES && !buf.ends_with(b"\n") => {
+                // The rest of the line is read and dropped, never held.
+                let rest = tokio::select! {
+                    n = skip_line(&mut reader) => n,
+                    () = quit.cancelled() => return,
+                };
                 printer.print(&Event::Error {
                     error: format!(
-                        "line longer than {MAX_LINE_BYTES} bytes ignored: the message size limit is {} bytes",
+                        "line of {} bytes ignored: a message may be at most {} bytes (64 KiB)",
+                        buf.len() + rest,
                         crate::envelope::MAX_MESSAGE_BYTES
                     ),
                 });
-                // Skip the rest of the line.
-                let mut rest = Vec::new();
-                let _ = reader.read_until(b'\n', &mut rest).await;
                 continue;
             }
             Ok(_) => {}
