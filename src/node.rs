@@ -399,9 +399,11 @@ impl Node {
             .await
             .map_err(|e| NodeError::Store(e.to_string()))?
         {
+            // Stored with the first publish; it may still wait for a peer.
+            let queued = self.call(|reply| Request::IsQueued { id, reply }).await?;
             return Ok(Published {
                 id: hex::encode(id),
-                queued: false,
+                queued,
                 duplicate: true,
             });
         }

@@ -482,6 +482,25 @@ fn publishing_twice_with_one_client_id_yields_one_message() {
         &json!({"user": "alice", "topic": "news", "msg": "x", "client_id": ""}),
     );
     assert_eq!(bad.status, 400, "{}", bad.body);
+    // A retry of a publish still waiting for a peer says it is still waiting,
+    // whether the first one is committed yet or not.
+    let sub = post(
+        &api,
+        "/subscribe",
+        &json!({"user": "alice", "topic": "solo", "secret": "k"}),
+    );
+    assert_eq!(sub.status, 200, "{}", sub.body);
+    let lonely = json!({"user": "alice", "topic": "solo", "msg": "anyone?", "client_id": "req-q"});
+    let first = post(&api, "/publish", &lonely).json();
+    assert_eq!(first["queued"], true, "{first}");
+    for _ in 0..2 {
+        let again = post(&api, "/publish", &lonely).json();
+        assert_eq!(
+            (&again["id"], &again["queued"]),
+            (&first["id"], &json!(true)),
+            "{again}"
+        );
+    }
     // Both messages reach bob before alice goes away.
     bob.wait_event("message", |v| v["id"] == other.json()["id"]);
 
@@ -506,7 +525,8 @@ fn publishing_twice_with_one_client_id_yields_one_message() {
         .count();
     assert_eq!(copies, 1, "{inbox}");
     let alice_inbox = get(&api, "/inbox/alice").json();
-    assert_eq!(alice_inbox.as_array().unwrap().len(), 2, "{alice_inbox}");
+    // The two to news, and the one to solo, stored once.
+    assert_eq!(alice_inbox.as_array().unwrap().len(), 3, "{alice_inbox}");
 }
 
 #[test]

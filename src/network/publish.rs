@@ -25,6 +25,8 @@ const MAX_RECENT_CLIENT_KEYS: usize = 4096;
 
 /// A signed frame waiting for a subscribed peer.
 struct Queued {
+    /// The message id (the envelope's salt).
+    id: [u8; 32],
     frame: Vec<u8>,
     /// A user's message (counted in `/pending`), not a control message.
     shown: bool,
@@ -69,14 +71,28 @@ impl Publisher {
         q.iter().filter(|m| m.shown).count()
     }
 
-    fn enqueue(&mut self, hash: gossipsub::TopicHash, frame: Vec<u8>, shown: bool) -> Result<(), NodeError> {
+    fn enqueue(
+        &mut self,
+        hash: gossipsub::TopicHash,
+        id: [u8; 32],
+        frame: Vec<u8>,
+        shown: bool,
+    ) -> Result<(), NodeError> {
         if self.queued_total >= MAX_QUEUED_PUBLISHES {
             return Err(NodeError::QueueFull(MAX_QUEUED_PUBLISHES));
         }
-        self.queued.entry(hash).or_default().push_back(Queued { frame, shown });
+        self.queued
+            .entry(hash)
+            .or_default()
+            .push_back(Queued { id, frame, shown });
         self.queued_total += 1;
         self.metrics.queued_publishes.set(self.queued_total as i64);
         Ok(())
+    }
+
+    /// Whether the message `id` (hex) still waits for a subscribed peer.
+    pub(super) fn is_queued(&self, id: &str) -> bool {
+        self.queued.values().flatten().any(|m| hex::encode(m.id) == id)
     }
 
     fn remember_client_key(&mut self, key: [u8; 32], id: String) {
@@ -99,11 +115,12 @@ impl EventLoop {
         reply: oneshot::Sender<Result<Published, NodeError>>,
     ) {
         // An idempotent publish whose client id was just used (the handle
-        // checked the inbox, but the first one may not be committed yet).
+        // checked the inbox, but the first one may not be committed yet):
+        // the first one's id, and whether it still waits for a peer.
         if let Some(id) = client_key.and_then(|k| self.publisher.recent_client_keys.get(&k)) {
             let _ = reply.send(Ok(Published {
                 id: id.clone(),
-                queued: false,
+                queued: self.publisher.is_queued(id),
                 duplicate: true,
             }));
             return;
@@ -198,7 +215,7 @@ impl EventLoop {
             Ok(_) => false,
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic | gossipsub::PublishError::AllQueuesFull(_)) => {
                 self.publisher
-                    .enqueue(hash.clone(), bytes.clone(), purpose.is_shown())?;
+                    .enqueue(hash.clone(), envelope.salt, bytes.clone(), purpose.is_shown())?;
                 true
             }
             Err(e) => return Err(NodeError::Network(format!("publish failed: {e}"))),

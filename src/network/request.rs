@@ -29,6 +29,11 @@ pub(crate) enum Request {
         client_key: Option<[u8; 32]>,
         reply: oneshot::Sender<Result<Published, NodeError>>,
     },
+    /// Whether one of our messages (by id) still waits for a subscribed peer.
+    IsQueued {
+        id: [u8; 32],
+        reply: oneshot::Sender<bool>,
+    },
     Dm {
         to: String,
         msg: String,
@@ -79,6 +84,9 @@ impl EventLoop {
                 client_key,
                 reply,
             } => self.publish(&topic, msg, client_key, reply).await,
+            Request::IsQueued { id, reply } => {
+                let _ = reply.send(self.publisher.is_queued(&hex::encode(id)));
+            }
             Request::Dm { to, msg, reply } => self.send_dm(&to, msg, reply).await,
             Request::Pending { reply } => {
                 let _ = reply.send((self.outbox.items(), self.queued_publishes()));
