@@ -21,7 +21,7 @@ commands:
   MESSAGE               (a line without a leading /) publish to the topic last used
                         (before any, to the only subscribed topic)
   /dm PEER MESSAGE      direct message (end-to-end encrypted) to a peer id, or the name
-                        of a known peer or of a topic member; kept in the outbox and
+                        of a topic member or a known peer; kept in the outbox and
                         retried until delivered
   /inbox [TOPIC] [N] [--before CURSOR]
                         the last N (default 20) stored messages, oldest first;

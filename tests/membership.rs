@@ -393,6 +393,28 @@ fn a_member_joins_the_roster_once_and_is_announced_once_across_restarts() {
 }
 
 #[test]
+fn a_member_s_name_means_the_member_not_a_stranger_who_took_it() {
+    let tmp = temp();
+    let mut nodes = group(tmp.path(), &["ann", "bob", "cid"], &[]);
+    wait_members(&mut nodes[0], 3);
+    // Bob goes offline; a stranger calling itself "bob" connects to Ann.
+    let bob = nodes[1].peer_id.clone();
+    nodes[1].kill();
+    let ann_addr = nodes[0].addr.clone();
+    let stranger = TestNode::start("bob", &tmp.path().join("stranger"), &["--peer", &ann_addr]);
+    nodes[0].wait_peers("to include the stranger", |p| {
+        p.iter()
+            .any(|p| p["peer"] == stranger.peer_id.as_str() && p["name"] == "bob")
+    });
+    // A DM to "bob" is for the member, and waits for it.
+    let queued = nodes[0].ask("/dm bob for the member", "dm_queued");
+    assert_eq!(queued["to"], bob.as_str(), "{queued}");
+    nodes[0].send("/rekey t --remove bob");
+    let rekeyed = nodes[0].wait_event("rekeyed", |_| true);
+    assert_eq!(rekeyed["removed"], serde_json::json!([bob]), "{rekeyed}");
+}
+
+#[test]
 fn subscribing_again_changes_nothing_and_another_secret_is_refused() {
     let tmp = temp();
     let mut nodes = group(tmp.path(), &["ann", "bob"], &["--api", "127.0.0.1:0"]);

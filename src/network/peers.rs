@@ -139,14 +139,7 @@ impl PeerBook {
         if matches.is_empty() {
             matches = named(false);
         }
-        match matches.as_slice() {
-            [one] => Ok(*one),
-            [] => Err(NodeError::UnknownPeer(to.to_owned())),
-            many => Err(NodeError::AmbiguousPeer(
-                to.to_owned(),
-                many.iter().map(ToString::to_string).collect(),
-            )),
-        }
+        the_one(to, &matches)?.ok_or_else(|| NodeError::UnknownPeer(to.to_owned()))
     }
 
     /// The connected peers, by name then id.
@@ -167,26 +160,46 @@ impl PeerBook {
     }
 }
 
+/// The peer `name` stands for among `candidates` (the peers found under
+/// that name): `None` if there is none.
+///
+/// # Errors
+/// [`NodeError::AmbiguousPeer`], listing them, when there are several.
+pub(super) fn the_one(name: &str, candidates: &[PeerId]) -> Result<Option<PeerId>, NodeError> {
+    match candidates {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(NodeError::AmbiguousPeer(
+            name.to_owned(),
+            many.iter().map(ToString::to_string).collect(),
+        )),
+    }
+}
+
 impl EventLoop {
-    /// Finds the recipient of a `/dm` or `/invite`: a peer id, or the name of
-    /// a peer this node has seen ([`PeerBook::resolve`]), else the signed
-    /// name of a member of one of its topics (a DM to it waits in the outbox
-    /// until it is reachable). This node's own name is [`NodeError::SelfDm`].
+    /// Finds the recipient of a `/dm` or `/invite`: a peer id; else the
+    /// member of one of this node's private topics who signed that name (a
+    /// DM to it waits in the outbox until it is reachable); else a peer this
+    /// node has seen under that name ([`PeerBook::resolve`]). Members come
+    /// first: joining a private topic takes its secret, while any peer can
+    /// connect under any name. This node's own name is [`NodeError::SelfDm`].
     pub(super) fn resolve_peer(&self, to: &str) -> Result<PeerId, NodeError> {
-        let unknown = match self.peers.resolve(to) {
-            Err(e @ NodeError::UnknownPeer(_)) => e,
-            found => return found,
-        };
+        if let Ok(peer) = to.parse::<PeerId>() {
+            return Ok(peer);
+        }
         let local = *self.swarm.local_peer_id();
-        let members: Vec<PeerId> = self.membership.named(to).into_iter().filter(|p| *p != local).collect();
-        match members.as_slice() {
-            [one] => Ok(*one),
-            [] if self.name.eq_ignore_ascii_case(to) => Err(NodeError::SelfDm),
-            [] => Err(unknown),
-            many => Err(NodeError::AmbiguousPeer(
-                to.to_owned(),
-                many.iter().map(ToString::to_string).collect(),
-            )),
+        let members: Vec<PeerId> = self
+            .membership
+            .named(to, |topic_id| self.topics.by_id(topic_id).is_some_and(|e| !e.open))
+            .into_iter()
+            .filter(|p| *p != local)
+            .collect();
+        if let Some(member) = the_one(to, &members)? {
+            return Ok(member);
+        }
+        match self.peers.resolve(to) {
+            Err(NodeError::UnknownPeer(_)) if self.name.eq_ignore_ascii_case(to) => Err(NodeError::SelfDm),
+            found => found,
         }
     }
 

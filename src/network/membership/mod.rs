@@ -99,12 +99,13 @@ impl Membership {
         self.rosters.get(topic_id)?.get(peer).filter(|n| !n.is_empty()).cloned()
     }
 
-    /// The members of any roster held whose signed name is `name`
-    /// (case-insensitive), each once.
-    pub(super) fn named(&self, name: &str) -> BTreeSet<PeerId> {
+    /// The members whose signed name is `name` (case-insensitive), each
+    /// once, in the rosters of the epochs that `held` accepts.
+    pub(super) fn named(&self, name: &str, held: impl Fn(&[u8; 32]) -> bool) -> BTreeSet<PeerId> {
         self.rosters
-            .values()
-            .flat_map(|roster| roster.iter())
+            .iter()
+            .filter(|(topic_id, _)| held(topic_id))
+            .flat_map(|(_, roster)| roster.iter())
             .filter(|(_, n)| n.eq_ignore_ascii_case(name))
             .map(|(peer, _)| *peer)
             .collect()
@@ -248,10 +249,12 @@ impl EventLoop {
         let local = *self.swarm.local_peer_id();
         let mut removed_now = BTreeSet::new();
         for who in remove {
-            let peer = self
-                .peers
-                .resolve(who)
-                .or_else(|e| self.roster_peer(&current.id, who).ok_or(e))?;
+            // A member of this topic first: a stranger connected under a
+            // member's name must not be removed in its place.
+            let peer = match self.roster_peer(&current.id, who)? {
+                Some(member) => member,
+                None => self.peers.resolve(who)?,
+            };
             if peer == local {
                 return Err(NodeError::Command(crate::commands::CommandError::Usage(
                     "a member cannot remove itself; /unsub leaves a topic",
@@ -303,17 +306,24 @@ impl EventLoop {
         Ok(keys.epoch)
     }
 
-    /// A member of the roster of `topic_id` named `who` (by name or id).
-    fn roster_peer(&self, topic_id: &[u8; 32], who: &str) -> Option<PeerId> {
-        let roster = self.membership.rosters.get(topic_id)?;
+    /// The member of the roster of `topic_id` that `who` names (a peer id,
+    /// or the name it signed), if any.
+    ///
+    /// # Errors
+    /// [`NodeError::AmbiguousPeer`] when several members signed that name.
+    fn roster_peer(&self, topic_id: &[u8; 32], who: &str) -> Result<Option<PeerId>, NodeError> {
+        let Some(roster) = self.membership.rosters.get(topic_id) else {
+            return Ok(None);
+        };
         if let Ok(peer) = who.parse::<PeerId>() {
-            return roster.contains_key(&peer).then_some(peer);
+            return Ok(roster.contains_key(&peer).then_some(peer));
         }
-        let mut named = roster.iter().filter(|(_, n)| n.eq_ignore_ascii_case(who));
-        match (named.next(), named.next()) {
-            (Some((peer, _)), None) => Some(*peer),
-            _ => None,
-        }
+        let named: Vec<PeerId> = roster
+            .iter()
+            .filter(|(_, n)| n.eq_ignore_ascii_case(who))
+            .map(|(p, _)| *p)
+            .collect();
+        super::peers::the_one(who, &named)
     }
 
     /// `/invite`: sends the current epoch of `name` end to end to `who`.
