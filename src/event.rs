@@ -44,6 +44,9 @@ pub struct OutboxItem {
     pub id: String,
     /// Recipient peer id.
     pub to: String,
+    /// The recipient's display name, if known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to_name: Option<String>,
     /// The message body.
     pub msg: String,
     /// Unix ms when it was written.
@@ -234,6 +237,9 @@ pub enum Event {
         id: String,
         /// Why it could not go now.
         reason: String,
+        /// The recipient's display name, if known.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        name: Option<String>,
     },
     /// A direct message was given up at its expiry (or refused by the recipient).
     DmFailed {
@@ -243,6 +249,9 @@ pub enum Event {
         id: String,
         /// Why.
         reason: String,
+        /// The recipient's display name, if known.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        name: Option<String>,
     },
     /// A catch-up exchange with a peer for one topic finished.
     Synced {
@@ -433,13 +442,15 @@ impl Event {
             }
             Event::Message { topic, from, msg, .. } => format!("[{topic}] {from}: {msg}"),
             Event::Dm { from, msg, .. } => format!("[dm] {from}: {msg}"),
-            Event::DmSent { to, id, name } => {
-                format!("dm {} delivered to {}", short(id), name.as_deref().unwrap_or(to))
+            Event::DmSent { to, id, name } => format!("dm {} delivered to {}", short(id), recipient(to, name)),
+            Event::DmQueued { to, id, reason, name } => format!(
+                "dm {} to {} waits in the outbox ({reason}); it is retried when the peer is back",
+                short(id),
+                recipient(to, name)
+            ),
+            Event::DmFailed { to, id, reason, name } => {
+                format!("dm {} to {} failed: {reason}", short(id), recipient(to, name))
             }
-            Event::DmQueued { to, id, reason } => {
-                format!("dm {} to {to} waits in the outbox ({reason}); it is retried when the peer is back", short(id))
-            }
-            Event::DmFailed { to, id, reason } => format!("dm {} to {to} failed: {reason}", short(id)),
             Event::Synced {
                 peer,
                 name,
@@ -491,7 +502,7 @@ impl Event {
                     format!(
                         "dm {} to {}: {} (attempts {}{})",
                         short(&d.id),
-                        d.to,
+                        recipient(&d.to, &d.to_name),
                         d.msg,
                         d.attempts,
                         d.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
@@ -567,6 +578,12 @@ fn short_peer(peer: &str) -> String {
     }
 }
 
+/// The recipient of a DM as a person reads it: its name, else its peer id
+/// shortened (full ids stay in `--json`).
+fn recipient(peer: &str, name: &Option<String>) -> String {
+    name.clone().unwrap_or_else(|| short_peer(peer))
+}
+
 /// `name (12D3…tail)` when the name is known, else the full peer id.
 fn named(peer: &str, name: &Option<String>) -> String {
     match name {
@@ -640,6 +657,26 @@ mod tests {
             name: Some("alice".into()),
         };
         assert_eq!(sent.to_human(), "dm 433018471a9e delivered to alice");
+        let queued = |name: Option<&str>| Event::DmQueued {
+            to: bob.clone(),
+            id: "433018471a9e0000".into(),
+            reason: "no route".into(),
+            name: name.map(Into::into),
+        };
+        assert_eq!(
+            queued(Some("carol")).to_human(),
+            "dm 433018471a9e to carol waits in the outbox (no route); it is retried when the peer is back"
+        );
+        assert!(queued(None)
+            .to_human()
+            .starts_with("dm 433018471a9e to 12D3…sN4xYb waits"));
+        let failed = Event::DmFailed {
+            to: bob.clone(),
+            id: "433018471a9e0000".into(),
+            reason: "expired".into(),
+            name: Some("carol".into()),
+        };
+        assert_eq!(failed.to_human(), "dm 433018471a9e to carol failed: expired");
         let dm_to = |to_name: Option<&str>| InboxItem {
             kind: "dm".into(),
             topic: None,

@@ -376,6 +376,9 @@ fn a_member_joins_the_roster_once_and_is_announced_once_across_restarts() {
     // the DM waits in the outbox for Bob.
     let queued = cid.ask("/dm bob see you", "dm_queued");
     assert_eq!(queued["to"], bob_id.as_str(), "{queued}");
+    assert_eq!(queued["name"], "bob", "{queued}");
+    let pending = cid.ask("/pending", "pending");
+    assert_eq!(pending["dms"][0]["to_name"], "bob", "{pending}");
     assert!(cid.quit().success());
     assert!(ann.quit().success());
     let db = rusqlite::Connection::open(tmp.path().join("ann").join(murmur::store::INBOX_FILE)).unwrap();

@@ -48,12 +48,14 @@ impl Outbox {
     }
 
     /// What `/pending` lists.
-    pub(super) fn items(&self) -> Vec<OutboxItem> {
+    /// The messages waiting, each with its recipient's name as `name_of` knows it.
+    pub(super) fn items(&self, name_of: impl Fn(&PeerId) -> Option<String>) -> Vec<OutboxItem> {
         self.entries
             .iter()
             .map(|(id, e)| OutboxItem {
                 id: hex::encode(id),
                 to: e.peer.to_string(),
+                to_name: name_of(&e.peer),
                 msg: e.msg.clone(),
                 ts: e.ts,
                 attempts: e.attempts,
@@ -400,15 +402,16 @@ impl EventLoop {
             }
         });
         if let Some(reply) = e.reply.take() {
-            let to = e.peer.to_string();
+            let peer = e.peer;
             let _ = reply.send(Ok(DmOutcome {
                 id: hex::encode(id),
                 queued: true,
             }));
             self.emit(Event::DmQueued {
-                to,
+                to: peer.to_string(),
                 id: hex::encode(id),
                 reason,
+                name: self.name_of(&peer),
             });
         }
     }
@@ -449,6 +452,7 @@ impl EventLoop {
             to: e.peer.to_string(),
             id: hex::encode(id),
             reason,
+            name: self.name_of(&e.peer),
         });
     }
 
@@ -474,7 +478,7 @@ impl EventLoop {
             return;
         }
         let local = *self.swarm.local_peer_id();
-        let name = self.peers.name(&e.peer);
+        let name = self.name_of(&e.peer);
         let record = DmRecord {
             msg: e.msg,
             to: Some(e.peer.to_string()),

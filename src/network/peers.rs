@@ -203,6 +203,12 @@ impl EventLoop {
         }
     }
 
+    /// A peer's display name: as it connected under it, else as it signed it
+    /// in a topic's roster.
+    pub(super) fn name_of(&self, peer: &PeerId) -> Option<String> {
+        self.peers.name(peer).or_else(|| self.membership.any_name(peer))
+    }
+
     pub(super) fn on_connection_established(
         &mut self,
         peer: PeerId,

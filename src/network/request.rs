@@ -89,7 +89,7 @@ impl EventLoop {
             }
             Request::Dm { to, msg, reply } => self.send_dm(&to, msg, reply).await,
             Request::Pending { reply } => {
-                let _ = reply.send((self.outbox.items(), self.queued_publishes()));
+                let _ = reply.send((self.outbox.items(|p| self.name_of(p)), self.queued_publishes()));
             }
             Request::Peers { reply } => {
                 let _ = reply.send(self.peers.summaries());

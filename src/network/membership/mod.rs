@@ -111,6 +111,15 @@ impl Membership {
             .collect()
     }
 
+    /// The name `peer` signed in any roster held, if it is in one.
+    pub(super) fn any_name(&self, peer: &PeerId) -> Option<String> {
+        self.rosters
+            .values()
+            .filter_map(|roster| roster.get(peer))
+            .find(|name| !name.is_empty())
+            .cloned()
+    }
+
     /// Whether `peer` is a member of the epoch `topic_id`.
     pub(super) fn is_member(&self, topic_id: &[u8; 32], peer: &PeerId) -> bool {
         self.rosters.get(topic_id).is_some_and(|r| r.contains_key(peer))
