@@ -451,7 +451,10 @@ fn murmur_bin(args: &BenchArgs) -> anyhow::Result<PathBuf> {
     let candidate = exe.parent().and_then(Path::parent).map(|d| d.join("murmur"));
     match candidate {
         Some(c) if c.exists() => Ok(c),
-        _ => anyhow::bail!("--procs needs the murmur binary: build it first (cargo build --release)"),
+        _ => anyhow::bail!(
+            "--procs needs the murmur binary: this executable is not named murmur and none is beside it; \
+             build it (cargo build --release) or pass --murmur-bin PATH"
+        ),
     }
 }
 
