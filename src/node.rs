@@ -410,7 +410,8 @@ impl Node {
         self.submit(topic, msg, Some(key)).await?.await
     }
 
-    /// Sends a direct message to a peer id or a known peer's name, sealed end
+    /// Sends a direct message to a peer id or a name (a private topic's
+    /// member who signed it first, then a connected or known peer), sealed end
     /// to end for it. Answers once the recipient has acknowledged storing it
     /// (`queued: false`), or once the first attempt failed and the message
     /// waits in the outbox (`queued: true`; retried until the expiry).
@@ -481,7 +482,7 @@ impl Node {
     }
 
     /// Sends the current epoch of `topic` end to end to `peer` (a peer id or
-    /// a connected peer's name), who joins it.
+    /// a name, resolved as for [`Node::dm`]), who joins it.
     ///
     /// # Errors
     /// A bad topic name, a topic not subscribed, an unknown peer.
