@@ -298,6 +298,7 @@ fn resolve_passphrase(file: Option<&Path>, env: Option<OsString>) -> Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn listen_addresses_take_localhost_and_say_what_is_missing() {
@@ -316,7 +317,6 @@ mod tests {
             .unwrap_err()
             .contains("expected IP:PORT"));
     }
-    use clap::CommandFactory;
 
     #[test]
     fn cli_is_consistent() {

@@ -21,10 +21,11 @@ pub fn man_page(out: &mut impl Write) -> io::Result<()> {
 /// Writes the completion script for `shell` to `out`.
 pub fn completions(shell: clap_complete::Shell, out: &mut impl Write) -> io::Result<()> {
     let mut command = Cli::command();
+    let hidden = hidden_longs(&command);
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "murmur", &mut script);
     let script = String::from_utf8_lossy(&script);
-    out.write_all(without_options(&script, &hidden_longs(&Cli::command())).as_bytes())
+    out.write_all(without_options(&script, &hidden).as_bytes())
 }
 
 /// The long names of the hidden options of `command` and its subcommands.

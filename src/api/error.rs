@@ -61,9 +61,10 @@ impl From<JsonRejection> for ApiError {
             }
             JsonRejection::JsonDataError(e) => format!("invalid request body: {}", plain_serde(&e.body_text())),
             JsonRejection::JsonSyntaxError(e) => {
-                let text = e.body_text();
-                let error = text.split_once(": ").map_or(text.as_str(), |(_, error)| error);
-                format!("request body is not valid JSON: {error}")
+                format!(
+                    "request body is not valid JSON: {}",
+                    without_axum_prefix(&e.body_text())
+                )
             }
             other => other.body_text(),
         };
@@ -77,12 +78,17 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// A rejection's text less axum's prefix (`Failed to parse the request
+/// body as JSON: `, `Failed to deserialize query string: `…).
+fn without_axum_prefix(text: &str) -> &str {
+    text.split_once(": ").map_or(text, |(_, rest)| rest)
+}
+
 /// A serde error as axum words it (`Failed to deserialize…: user: invalid
 /// type: integer `5`, expected a string at line 1 column 9`), in the words
 /// of the API: `` `user` must be a string, not integer `5` ``.
 fn plain_serde(text: &str) -> String {
-    // axum's prefix, up to the first ": ".
-    let text = text.split_once(": ").map_or(text, |(_, rest)| rest);
+    let text = without_axum_prefix(text);
     // serde_json's position: a one-line body makes it noise.
     let text = match text.rfind(" at line ") {
         Some(at) if text[at + 9..].split(" column ").all(|n| n.parse::<u64>().is_ok()) => &text[..at],

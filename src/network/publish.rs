@@ -38,7 +38,7 @@ pub(super) struct Publisher {
     queued: HashMap<gossipsub::TopicHash, VecDeque<Queued>>,
     queued_total: usize,
     /// Client keys of recent idempotent publishes and their message ids (bounded).
-    recent_client_keys: HashMap<[u8; 32], String>,
+    recent_client_keys: HashMap<[u8; 32], [u8; 32]>,
     recent_client_order: VecDeque<[u8; 32]>,
     /// Our next sequence number (persisted with each of our messages).
     next_seq: u64,
@@ -90,12 +90,12 @@ impl Publisher {
         Ok(())
     }
 
-    /// Whether the message `id` (hex) still waits for a subscribed peer.
-    pub(super) fn is_queued(&self, id: &str) -> bool {
-        self.queued.values().flatten().any(|m| hex::encode(m.id) == id)
+    /// Whether the message `id` still waits for a subscribed peer.
+    pub(super) fn is_queued(&self, id: &[u8; 32]) -> bool {
+        self.queued.values().flatten().any(|m| m.id == *id)
     }
 
-    fn remember_client_key(&mut self, key: [u8; 32], id: String) {
+    fn remember_client_key(&mut self, key: [u8; 32], id: [u8; 32]) {
         if self.recent_client_order.len() >= MAX_RECENT_CLIENT_KEYS {
             if let Some(old) = self.recent_client_order.pop_front() {
                 self.recent_client_keys.remove(&old);
@@ -119,7 +119,7 @@ impl EventLoop {
         // the first one's id, and whether it still waits for a peer.
         if let Some(id) = client_key.and_then(|k| self.publisher.recent_client_keys.get(&k)) {
             let _ = reply.send(Ok(Published {
-                id: id.clone(),
+                id: hex::encode(id),
                 queued: self.publisher.is_queued(id),
                 duplicate: true,
             }));
@@ -153,7 +153,7 @@ impl EventLoop {
         self.metrics.published.inc();
         let id = envelope.id();
         if let Some(key) = client_key {
-            self.publisher.remember_client_key(key, id.clone());
+            self.publisher.remember_client_key(key, envelope.salt);
         }
         let published = Published {
             id: id.clone(),

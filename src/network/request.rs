@@ -85,7 +85,7 @@ impl EventLoop {
                 reply,
             } => self.publish(&topic, msg, client_key, reply).await,
             Request::IsQueued { id, reply } => {
-                let _ = reply.send(self.publisher.is_queued(&hex::encode(id)));
+                let _ = reply.send(self.publisher.is_queued(&id));
             }
             Request::Dm { to, msg, reply } => self.send_dm(&to, msg, reply).await,
             Request::Pending { reply } => {
