@@ -6,12 +6,13 @@
 //! fsyncs both, which on a shared disk takes tens of milliseconds, while
 //! every message behind that commit waits to be reported. The store nudges
 //! a [`Checkpointer`] after about half as much work, and its thread, with a
-//! connection of its own, runs a passive checkpoint (which neither blocks
-//! the writer nor waits for it) while the store goes on committing; the
-//! writer then starts the WAL over, so SQLite's own threshold is not
-//! reached. It stays as the backstop: when a burst outruns the thread (or a
-//! reader's snapshot keeps a checkpoint from finishing), the commit that
-//! reaches 1,000 pages checkpoints in place as before.
+//! connection of its own, runs passive checkpoints (which neither block the
+//! writer nor wait for it) while the store goes on committing, until a pass
+//! finds every frame copied; the writer then starts the WAL over, so
+//! SQLite's own threshold is not reached. It stays as the backstop: when a
+//! burst outruns the thread (or a reader's snapshot keeps a checkpoint from
+//! finishing), the commit that reaches 1,000 pages checkpoints in place as
+//! before.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -95,20 +96,39 @@ impl Drop for Checkpointer {
     }
 }
 
-/// One passive checkpoint: copies what it can of the WAL into the database
-/// file without waiting for the writer; the writer starts the WAL over once
-/// all of it was copied.
+/// Passes of [`checkpoint`] at most per nudge: each copies what the writer
+/// appended during the one before, a few frames when messages stream in.
+const MAX_PASSES: usize = 4;
+
+/// Passive checkpoints until a pass finds nothing new in the WAL (or
+/// [`MAX_PASSES`] were run): each copies what it can without waiting for
+/// the writer, who starts the WAL over at its next commit once all of it is
+/// in the database file. One pass is not enough under a steady stream: it
+/// copies the frames that were there when it began, a commit that lands
+/// while it waits for its fsyncs leaves new ones behind, the WAL is not
+/// started over, and it grows until SQLite checkpoints inside a commit.
 fn checkpoint(conn: &Connection, metrics: &Metrics) {
     let started = Instant::now();
-    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    });
-    match result {
-        Ok((frames, copied)) => {
-            metrics.inbox_checkpoints.inc();
-            tracing::debug!(frames, copied, took = ?started.elapsed(), "inbox checkpoint");
+    let mut before = None;
+    for pass in 1..=MAX_PASSES {
+        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match result {
+            Ok((frames, copied)) => {
+                tracing::debug!(frames, copied, pass, took = ?started.elapsed(), "inbox checkpoint");
+                // The same frames as the pass before, all copied: none came in since.
+                if copied >= frames && before == Some(frames) {
+                    break;
+                }
+                before = Some(frames);
+            }
+            // The next nudge tries again; meanwhile the WAL grows.
+            Err(e) => {
+                tracing::warn!("inbox checkpoint failed: {e}");
+                return;
+            }
         }
-        // The next nudge tries again; meanwhile the WAL grows.
-        Err(e) => tracing::warn!("inbox checkpoint failed: {e}"),
     }
+    metrics.inbox_checkpoints.inc();
 }
