@@ -109,26 +109,101 @@ const MAX_PASSES: usize = 4;
 /// started over, and it grows until SQLite checkpoints inside a commit.
 fn checkpoint(conn: &Connection, metrics: &Metrics) {
     let started = Instant::now();
-    let mut before = None;
-    for pass in 1..=MAX_PASSES {
-        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        });
-        match result {
-            Ok((frames, copied)) => {
-                tracing::debug!(frames, copied, pass, took = ?started.elapsed(), "inbox checkpoint");
-                // The same frames as the pass before, all copied: none came in since.
-                if copied >= frames && before == Some(frames) {
-                    break;
-                }
-                before = Some(frames);
-            }
-            // The next nudge tries again; meanwhile the WAL grows.
-            Err(e) => {
-                tracing::warn!("inbox checkpoint failed: {e}");
-                return;
-            }
+    let passes = until_all_copied(|| passive_checkpoint(conn));
+    match passes {
+        Ok(passes) => {
+            metrics.inbox_checkpoints.inc();
+            tracing::debug!(passes, took = ?started.elapsed(), "inbox checkpoint");
         }
+        // The next nudge tries again; meanwhile the WAL grows.
+        Err(e) => tracing::warn!("inbox checkpoint failed: {e}"),
     }
-    metrics.inbox_checkpoints.inc();
+}
+
+/// One passive checkpoint: the frames in the WAL when it began, and how
+/// many of them are in the database file now.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))
+}
+
+/// Runs `pass` until it reports the same frames as the pass before, all
+/// copied (none came in since), or [`MAX_PASSES`] times. Returns the passes run.
+fn until_all_copied(mut pass: impl FnMut() -> rusqlite::Result<(i64, i64)>) -> rusqlite::Result<usize> {
+    let mut before = None;
+    for n in 1..=MAX_PASSES {
+        let (frames, copied) = pass()?;
+        if copied >= frames && before == Some(frames) {
+            return Ok(n);
+        }
+        before = Some(frames);
+    }
+    Ok(MAX_PASSES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WAL database at `path` with a table, as the store opens it.
+    fn writer(path: &Path) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        conn.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
+        conn
+    }
+
+    fn commit(conn: &Connection) {
+        conn.execute("INSERT INTO t (x) VALUES (zeroblob(500))", []).unwrap();
+    }
+
+    #[test]
+    fn a_commit_during_a_pass_is_copied_too_so_the_wal_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.sqlite3");
+        let writer = writer(&path);
+        for _ in 0..50 {
+            commit(&writer);
+        }
+        let checkpointer = Connection::open(&path).unwrap();
+        // A message that lands while the first pass waits for its fsyncs:
+        // its transaction begins before that pass and commits after it.
+        let mut first = true;
+        let passes = until_all_copied(|| {
+            let late = std::mem::take(&mut first);
+            if late {
+                writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+                commit(&writer);
+            }
+            let result = passive_checkpoint(&checkpointer);
+            if late {
+                writer.execute_batch("COMMIT").unwrap();
+            }
+            result
+        })
+        .unwrap();
+        assert_eq!(
+            passes, 3,
+            "the pass that copied the late frame, then one that found nothing new"
+        );
+        // Every frame is in the database file, so the next commit starts the
+        // WAL over: it holds that commit's frames alone.
+        commit(&writer);
+        let (frames, copied) = passive_checkpoint(&checkpointer).unwrap();
+        assert!(
+            frames <= 3,
+            "the WAL was not started over: {frames} frames ({copied} copied)"
+        );
+    }
+
+    #[test]
+    fn passes_stop_at_the_limit_when_commits_keep_landing() {
+        let mut frames = 0;
+        let passes = until_all_copied(|| {
+            frames += 10;
+            Ok((frames, frames))
+        })
+        .unwrap();
+        assert_eq!(passes, MAX_PASSES);
+    }
 }
