@@ -6,13 +6,12 @@
 //! fsyncs both, which on a shared disk takes tens of milliseconds, while
 //! every message behind that commit waits to be reported. The store nudges
 //! a [`Checkpointer`] after about half as much work, and its thread, with a
-//! connection of its own, runs passive checkpoints (which neither block the
-//! writer nor wait for it) while the store goes on committing, until a pass
-//! finds every frame copied; the writer then starts the WAL over, so
-//! SQLite's own threshold is not reached. It stays as the backstop: when a
-//! burst outruns the thread (or a reader's snapshot keeps a checkpoint from
-//! finishing), the commit that reaches 1,000 pages checkpoints in place as
-//! before.
+//! connection of its own, runs a passive checkpoint (which neither blocks
+//! the writer nor waits for it) while the store goes on committing; the
+//! writer then starts the WAL over, so SQLite's own threshold is not
+//! reached. It stays as the backstop: when a burst outruns the thread (or a
+//! reader's snapshot keeps a checkpoint from finishing), the commit that
+//! reaches 1,000 pages checkpoints in place as before.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -96,114 +95,25 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Passes of [`checkpoint`] at most per nudge: each copies what the writer
-/// appended during the one before, a few frames when messages stream in.
-const MAX_PASSES: usize = 4;
-
-/// Passive checkpoints until a pass finds nothing new in the WAL (or
-/// [`MAX_PASSES`] were run): each copies what it can without waiting for
-/// the writer, who starts the WAL over at its next commit once all of it is
-/// in the database file. One pass is not enough under a steady stream: it
-/// copies the frames that were there when it began, a commit that lands
-/// while it waits for its fsyncs leaves new ones behind, the WAL is not
-/// started over, and it grows until SQLite checkpoints inside a commit.
+/// One passive checkpoint: copies what it can of the WAL into the database
+/// file without waiting for the writer; the writer starts the WAL over once
+/// all of it was copied. A commit that lands while the pass waits for its
+/// fsyncs leaves frames behind, so under a steady stream the WAL often
+/// reaches SQLite's own threshold anyway. Repeating the pass until every
+/// frame is copied was tried: its extra fsyncs cost more near saturation
+/// than the checkpoints in a commit they spared (docs/performance.md,
+/// "fourth sitting").
 fn checkpoint(conn: &Connection, metrics: &Metrics) {
     let started = Instant::now();
-    let passes = until_all_copied(|| passive_checkpoint(conn));
-    match passes {
-        Ok(passes) => {
+    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
+    match result {
+        Ok((frames, copied)) => {
             metrics.inbox_checkpoints.inc();
-            tracing::debug!(passes, took = ?started.elapsed(), "inbox checkpoint");
+            tracing::debug!(frames, copied, took = ?started.elapsed(), "inbox checkpoint");
         }
         // The next nudge tries again; meanwhile the WAL grows.
         Err(e) => tracing::warn!("inbox checkpoint failed: {e}"),
-    }
-}
-
-/// One passive checkpoint: the frames in the WAL when it began, and how
-/// many of them are in the database file now.
-fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))
-}
-
-/// Runs `pass` until it reports the same frames as the pass before, all
-/// copied (none came in since), or [`MAX_PASSES`] times. Returns the passes run.
-fn until_all_copied(mut pass: impl FnMut() -> rusqlite::Result<(i64, i64)>) -> rusqlite::Result<usize> {
-    let mut before = None;
-    for n in 1..=MAX_PASSES {
-        let (frames, copied) = pass()?;
-        if copied >= frames && before == Some(frames) {
-            return Ok(n);
-        }
-        before = Some(frames);
-    }
-    Ok(MAX_PASSES)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A WAL database at `path` with a table, as the store opens it.
-    fn writer(path: &Path) -> Connection {
-        let conn = Connection::open(path).unwrap();
-        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
-        conn.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
-        conn
-    }
-
-    fn commit(conn: &Connection) {
-        conn.execute("INSERT INTO t (x) VALUES (zeroblob(500))", []).unwrap();
-    }
-
-    #[test]
-    fn a_commit_during_a_pass_is_copied_too_so_the_wal_starts_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("inbox.sqlite3");
-        let writer = writer(&path);
-        for _ in 0..50 {
-            commit(&writer);
-        }
-        let checkpointer = Connection::open(&path).unwrap();
-        // A message that lands while the first pass waits for its fsyncs:
-        // its transaction begins before that pass and commits after it.
-        let mut first = true;
-        let passes = until_all_copied(|| {
-            let late = std::mem::take(&mut first);
-            if late {
-                writer.execute_batch("BEGIN IMMEDIATE").unwrap();
-                commit(&writer);
-            }
-            let result = passive_checkpoint(&checkpointer);
-            if late {
-                writer.execute_batch("COMMIT").unwrap();
-            }
-            result
-        })
-        .unwrap();
-        assert_eq!(
-            passes, 3,
-            "the pass that copied the late frame, then one that found nothing new"
-        );
-        // Every frame is in the database file, so the next commit starts the
-        // WAL over: it holds that commit's frames alone.
-        commit(&writer);
-        let (frames, copied) = passive_checkpoint(&checkpointer).unwrap();
-        assert!(
-            frames <= 3,
-            "the WAL was not started over: {frames} frames ({copied} copied)"
-        );
-    }
-
-    #[test]
-    fn passes_stop_at_the_limit_when_commits_keep_landing() {
-        let mut frames = 0;
-        let passes = until_all_copied(|| {
-            frames += 10;
-            Ok((frames, frames))
-        })
-        .unwrap();
-        assert_eq!(passes, MAX_PASSES);
     }
 }
