@@ -131,6 +131,10 @@ fn extra_sections() -> String {
             "the inbox, every message sealed (with its \\-wal and \\-shm files)",
         ),
         (
+            crate::store::INTAKE_FILE,
+            "topic messages not yet moved into the inbox (sealed), replayed into it at the next start",
+        ),
+        (
             crate::network::dht::ROUTING_TABLE_FILE,
             "the DHT's peers, kept across restarts",
         ),
@@ -213,6 +217,7 @@ mod tests {
             ".SH \"HTTP API\"",
             "POST /publish",
             "inbox.sqlite3",
+            "inbox.intake",
         ] {
             assert!(man.contains(part), "{part}");
         }

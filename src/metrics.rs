@@ -26,7 +26,8 @@ pub struct DropReason {
 /// How a commit of the inbox was made durable.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CommitSync {
-    /// `full` (fsynced) or `normal` (written, not fsynced).
+    /// `full` (fsynced), `normal` (written, not fsynced) or `log` (topic
+    /// messages appended to the intake log, not fsynced).
     pub sync: &'static str,
 }
 
@@ -132,7 +133,7 @@ impl Metrics {
         r.register("peers", "Connected peers", self.peers.clone());
         r.register(
             "inbox_commits",
-            "Commits of the inbox, by sync mode (full: fsynced; normal: not)",
+            "Commits of the inbox, by sync mode (full: fsynced; normal: not; log: topic messages appended to the intake log, moved into the database in groups)",
             self.store_commits.clone(),
         );
         r.register(

@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod history;
+mod intake;
 mod schema;
 mod thread;
 
@@ -20,6 +21,7 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 
 pub use history::{short_id, Cursor, PageQuery, SyncPage, MAX_PAGE_ENVELOPES, PAGE_BYTES, SHORT_ID_LEN};
+pub use intake::INTAKE_FILE;
 pub use schema::WAL_PREALLOC;
 use thread::StoreThread;
 
@@ -55,6 +57,9 @@ pub enum StoreError {
     /// SQLite reported an error (disk full, I/O error, corrupt file…).
     #[error("inbox database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The intake log (`inbox.intake`) could not be opened or read.
+    #[error("inbox intake log: {0}")]
+    Intake(#[from] std::io::Error),
     /// The store has stopped.
     #[error("inbox database is closed")]
     Closed,
@@ -321,18 +326,21 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let path = dir.join(INBOX_FILE);
         let conn = schema::open_connection(&path)?;
+        let intake = intake::Intake::open(&dir.join(INTAKE_FILE))?;
+        let (requests, rx) = mpsc::channel(STORE_QUEUE);
+        // Checkpoints run on a thread of their own, off the commit path;
+        // SQLite's own, in a commit, only when a burst outruns it.
+        let checkpointer = checkpoint::Checkpointer::start(&path, metrics.clone())?;
+        let mut store = StoreThread::new(conn, checkpointer, intake, events, path, metrics.clone(), durability);
+        // Messages a run that stopped left in the intake log (they were reported).
+        store.flush_intake();
         // Messages a user reads; control rows (rosters, rekeys) are not counted.
-        let count: i64 = conn.query_row(
+        let count: i64 = store.conn.query_row(
             "SELECT COUNT(*) FROM messages WHERE purpose IN (?1, ?2)",
             [Purpose::Topic as u8, Purpose::DirectRecord as u8],
             |r| r.get(0),
         )?;
         metrics.inbox_messages.set(count);
-        let (requests, rx) = mpsc::channel(STORE_QUEUE);
-        // Checkpoints run on a thread of their own, off the commit path;
-        // SQLite's own, in a commit, only when a burst outruns it.
-        let checkpointer = checkpoint::Checkpointer::start(&path, metrics.clone())?;
-        let store = StoreThread::new(conn, checkpointer, events, path, metrics.clone(), durability);
         // On a multi-threaded runtime the store is a task: the event loop
         // hands it a message, and it hands the printer the message's event,
         // without waking a sleeping thread each time (thread::run_off_worker

@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{broadcast, mpsc};
 
 use super::checkpoint::Checkpointer;
+use super::intake::{Intake, Record};
 use super::{
     Durability, InboxQuery, Insert, Member, OutboxRow, Request, Rosters, StoreError, StoredMessage, Via, MAX_BATCH,
 };
@@ -22,6 +23,8 @@ pub(super) struct StoreThread {
     pub(super) conn: Connection,
     /// Checkpoints the WAL off the commit path (dropped, and joined, after `conn`).
     checkpointer: Checkpointer,
+    /// Where small groups of topic messages land before they move into SQLite.
+    intake: Intake,
     events: broadcast::Sender<Arc<Event>>,
     path: PathBuf,
     metrics: Metrics,
@@ -34,6 +37,7 @@ impl StoreThread {
     pub(super) fn new(
         conn: Connection,
         checkpointer: Checkpointer,
+        intake: Intake,
         events: broadcast::Sender<Arc<Event>>,
         path: PathBuf,
         metrics: Metrics,
@@ -42,6 +46,7 @@ impl StoreThread {
         Self {
             conn,
             checkpointer,
+            intake,
             events,
             path,
             metrics,
@@ -73,17 +78,21 @@ impl StoreThread {
 
     /// Answers requests until `Close` or until every handle is gone. A group
     /// commit of topic messages (a short write, no fsync) runs in place;
-    /// queries and fsynced commits run off the runtime's workers.
+    /// queries and fsynced commits run off the runtime's workers. What the
+    /// intake log holds moves into SQLite before any other request is
+    /// answered, when the log is full, and when no request came for
+    /// [`IDLE_FLUSH`].
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         tracing::debug!(path = %self.path.display(), "inbox open");
         let mut batch: Vec<Insert> = Vec::new();
-        while let Some(first) = rx.recv().await {
+        while let Some(first) = self.next_request(&mut rx).await {
             let mut next = Some(first);
             while let Some(request) = next.take() {
                 match request {
                     Request::Insert(insert) => batch.push(*insert),
                     other => {
                         self.commit(&mut batch);
+                        self.flush_intake();
                         if let Request::Close { reply } = other {
                             let _ = reply.send(());
                             tracing::debug!("inbox closed");
@@ -100,6 +109,24 @@ impl StoreThread {
             }
             self.commit(&mut batch);
         }
+        self.flush_intake();
+    }
+
+    /// The next request; while the intake log holds messages, moves them
+    /// into SQLite first if none comes for [`IDLE_FLUSH`] (at once where
+    /// the store runs without a timer, on a thread of its own).
+    async fn next_request(&mut self, rx: &mut mpsc::Receiver<Request>) -> Option<Request> {
+        if !self.intake.is_empty() {
+            if multi_threaded_runtime().is_none() {
+                if let Ok(request) = rx.try_recv() {
+                    return Some(request);
+                }
+            } else if let Ok(request) = tokio::time::timeout(IDLE_FLUSH, rx.recv()).await {
+                return request;
+            }
+            self.flush_intake();
+        }
+        rx.recv().await
     }
 
     fn answer(&mut self, request: Request) {
@@ -120,7 +147,8 @@ impl StoreThread {
                 let n = self
                     .conn
                     .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get::<_, i64>(0))
-                    .map(|n| n as u64)
+                    // With what the intake log holds if moving it failed.
+                    .map(|n| n as u64 + self.intake.pending().len() as u64)
                     .map_err(StoreError::from);
                 let _ = reply.send(n);
             }
@@ -249,10 +277,21 @@ impl StoreThread {
         Ok(())
     }
 
-    /// Writes the batch in one transaction, then reports each message.
+    /// Stores the batch, then reports each message: a small group of topic
+    /// messages goes to the intake log, anything else into SQLite in one
+    /// transaction, after what the log holds.
     fn commit(&mut self, batch: &mut Vec<Insert>) {
         if batch.is_empty() {
             return;
+        }
+        if self.loggable(batch) {
+            self.log(batch);
+            if batch.is_empty() {
+                if self.intake.is_full() {
+                    self.flush_intake();
+                }
+                return;
+            }
         }
         // A direct message has no other copy than ours: its commit is fsynced.
         let holds_dm = batch.iter().any(|m| m.purpose != Purpose::Topic);
@@ -263,25 +302,109 @@ impl StoreThread {
         }
     }
 
+    /// Whether `batch` goes to the intake log: a few topic messages that need
+    /// no fsync and bring no new roster member, while the log has room.
+    fn loggable(&self, batch: &[Insert]) -> bool {
+        batch.len() <= LOG_BATCH
+            && !self.fsyncs(false)
+            && !self.intake.is_full()
+            && batch.iter().all(|m| m.purpose == Purpose::Topic && m.member.is_none())
+    }
+
+    /// Appends each new message of `batch` to the intake log and reports
+    /// it; duplicates are told so. On a write error the messages not yet
+    /// written stay in `batch`, for SQLite.
+    fn log(&mut self, batch: &mut Vec<Insert>) {
+        let mut logged = 0;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for m in batch.iter_mut() {
+            let held = match self.held(m.ts, &m.id) {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::warn!("inbox lookup failed, committing instead: {e}");
+                    break;
+                }
+            };
+            if !held {
+                let record = Record {
+                    ts: m.ts,
+                    id: m.id,
+                    purpose: m.purpose as u8,
+                    topic_id: m.topic_id,
+                    via: m.via as u8,
+                    own_seq: m.own_seq,
+                    client_key: m.client_key,
+                    envelope: std::mem::take(&mut m.envelope),
+                };
+                if let Err((e, record)) = self.intake.append(record) {
+                    tracing::warn!("inbox intake log write failed, committing instead: {e}");
+                    m.envelope = record.envelope;
+                    break;
+                }
+            }
+            outcomes.push((!held, false));
+            logged += 1;
+        }
+        if logged > 0 {
+            self.metrics.commit("log");
+            self.metrics.store_queue.set(0);
+            let done: Vec<Insert> = batch.drain(..logged).collect();
+            self.report(done, outcomes);
+        }
+    }
+
+    /// Whether the inbox (SQLite or the intake log) holds message (ts, id).
+    fn held(&self, ts: u64, id: &[u8; 32]) -> Result<bool, rusqlite::Error> {
+        if self.intake.holds(ts, id) {
+            return Ok(true);
+        }
+        self.conn
+            .prepare_cached("SELECT 1 FROM messages WHERE ts = ?1 AND id = ?2")?
+            .exists(params![ts as i64, &id[..]])
+    }
+
+    /// Moves what the intake log holds into SQLite, in one transaction, and
+    /// starts the log over. On an error the log keeps it (it is replayed at
+    /// the next start if no later attempt succeeds).
+    pub(super) fn flush_intake(&mut self) {
+        if self.intake.is_empty() {
+            return;
+        }
+        let result = self.commit_mode(false).and_then(|_| {
+            let tx = self.conn.transaction()?;
+            write_records(&tx, self.intake.pending())?;
+            tx.commit()
+        });
+        match result {
+            Ok(()) => {
+                let pending = self.intake.pending();
+                self.checkpointer
+                    .wrote(pending.len(), pending.iter().map(|r| r.envelope.len()).sum());
+                if let Err(e) = self.intake.restart() {
+                    tracing::warn!("could not start the inbox intake log over: {e}");
+                }
+            }
+            Err(e) => tracing::error!("could not move the intake log into the inbox: {e}"),
+        }
+    }
+
     fn commit_now(&mut self, batch: &mut Vec<Insert>, holds_dm: bool) {
         let mode = self.commit_mode(holds_dm);
+        let logged = self.intake.pending().len();
         let result = (|| -> Result<Vec<(bool, bool)>, rusqlite::Error> {
             mode?;
             let tx = self.conn.transaction()?;
+            // What the intake log holds goes first, in the order it came.
+            write_records(&tx, self.intake.pending())?;
             let mut fresh = Vec::with_capacity(batch.len());
             {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO messages (ts, id, purpose, topic_id, envelope, via) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                let mut client = tx.prepare_cached("INSERT OR IGNORE INTO client_ids (key, msg_id) VALUES (?1, ?2)")?;
+                let mut insert = tx.prepare_cached(INSERT_MESSAGE)?;
+                let mut client = tx.prepare_cached(INSERT_CLIENT_ID)?;
                 let mut member = tx.prepare_cached(
                     "INSERT INTO members (topic_id, peer, name) VALUES (?1, ?2, ?3)
                      ON CONFLICT(topic_id, peer) DO NOTHING",
                 )?;
-                let mut seq = tx.prepare_cached(
-                    "INSERT INTO meta (key, value) VALUES ('seq', ?1)
-                     ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
-                )?;
+                let mut seq = tx.prepare_cached(UPDATE_SEQ)?;
                 for m in batch.iter() {
                     let n = insert.execute(params![
                         m.ts as i64,
@@ -311,34 +434,18 @@ impl StoreThread {
         match result {
             Ok(fresh) => {
                 self.metrics.store_queue.set(0);
-                let bytes = batch.iter().map(|m| m.envelope.len()).sum();
-                self.checkpointer.wrote(batch.len(), bytes);
-                for (m, (is_new, joined)) in batch.drain(..).zip(fresh) {
-                    // A new member is reported before its first message.
-                    if let Some(event) = m.member.and_then(|who| who.event).filter(|_| joined) {
-                        let _ = self.events.send(Arc::new(event));
-                    }
-                    if is_new && m.purpose.is_shown() {
-                        self.metrics.inbox_messages.inc();
-                    }
-                    if is_new {
-                        match &m.event {
-                            Some(Event::Message { .. }) => self.metrics.delivered.inc(),
-                            Some(Event::Dm { .. }) => {
-                                self.metrics.delivered.inc();
-                                self.metrics.dms_received.inc()
-                            }
-                            Some(Event::DmSent { .. }) => self.metrics.dms_sent.inc(),
-                            _ => 0,
-                        };
-                        if let Some(event) = m.event {
-                            let _ = self.events.send(Arc::new(event));
-                        }
-                    }
-                    if let Some(done) = m.done {
-                        done.tell(Ok(is_new));
+                let pending = self.intake.pending();
+                let rows = batch.len() + logged;
+                let bytes = batch.iter().map(|m| m.envelope.len()).sum::<usize>()
+                    + pending.iter().map(|r| r.envelope.len()).sum::<usize>();
+                self.checkpointer.wrote(rows, bytes);
+                if logged > 0 {
+                    if let Err(e) = self.intake.restart() {
+                        tracing::warn!("could not start the inbox intake log over: {e}");
                     }
                 }
+                let done = std::mem::take(batch);
+                self.report(done, fresh);
             }
             Err(e) => {
                 self.metrics.store_errors.inc_by(batch.len() as u64);
@@ -350,6 +457,37 @@ impl StoreThread {
                         done.tell(Err(error.clone()));
                     }
                 }
+            }
+        }
+    }
+
+    /// Reports stored messages: each new one's member (if new to the
+    /// roster) and event, and to each its outcome, `(new message, new member)`.
+    fn report(&mut self, done: Vec<Insert>, outcomes: Vec<(bool, bool)>) {
+        for (m, (is_new, joined)) in done.into_iter().zip(outcomes) {
+            // A new member is reported before its first message.
+            if let Some(event) = m.member.and_then(|who| who.event).filter(|_| joined) {
+                let _ = self.events.send(Arc::new(event));
+            }
+            if is_new && m.purpose.is_shown() {
+                self.metrics.inbox_messages.inc();
+            }
+            if is_new {
+                match &m.event {
+                    Some(Event::Message { .. }) => self.metrics.delivered.inc(),
+                    Some(Event::Dm { .. }) => {
+                        self.metrics.delivered.inc();
+                        self.metrics.dms_received.inc()
+                    }
+                    Some(Event::DmSent { .. }) => self.metrics.dms_sent.inc(),
+                    _ => 0,
+                };
+                if let Some(event) = m.event {
+                    let _ = self.events.send(Arc::new(event));
+                }
+            }
+            if let Some(done) = m.done {
+                done.tell(Ok(is_new));
             }
         }
     }
@@ -417,7 +555,39 @@ impl StoreThread {
         if !forward {
             out.reverse();
         }
+        self.add_unmoved(q, &mut out, forward);
         Ok(out)
+    }
+
+    /// Adds to a query's rows (oldest first) the messages the intake log
+    /// still holds because moving them into SQLite failed (a full disk):
+    /// they were reported, so the inbox shows them.
+    fn add_unmoved(&self, q: &InboxQuery, out: &mut Vec<StoredMessage>, forward: bool) {
+        let unmoved = self.intake.pending().iter().filter(|r| {
+            Purpose::from_byte(r.purpose).is_some_and(Purpose::is_shown)
+                && r.ts >= q.since.unwrap_or(0)
+                && q.topics.as_ref().is_none_or(|t| t.contains(&r.topic_id))
+                && q.before.is_none_or(|c| (r.ts, r.id) < (c.ts, c.id))
+                && q.after.is_none_or(|c| (r.ts, r.id) > (c.ts, c.id))
+        });
+        let before = out.len();
+        out.extend(unmoved.map(|r| StoredMessage {
+            id: r.id,
+            purpose: Purpose::from_byte(r.purpose).unwrap_or(Purpose::Topic),
+            ts: r.ts,
+            envelope: r.envelope.clone(),
+            via: Via::from_byte(r.via),
+        }));
+        if out.len() == before {
+            return;
+        }
+        out.sort_by_key(|m| (m.ts, m.id));
+        let extra = out.len().saturating_sub(q.limit);
+        if forward {
+            out.truncate(q.limit);
+        } else {
+            out.drain(..extra);
+        }
     }
 
     fn outbox_load(&self) -> Result<Vec<OutboxRow>, StoreError> {
@@ -447,6 +617,47 @@ impl StoreThread {
         }
         Ok(out)
     }
+}
+
+/// Topic messages in a group this small go to the intake log; a larger
+/// group (a burst, a catch-up page) shares its commit's frames already.
+const LOG_BATCH: usize = 8;
+/// How long the store waits for a request before it moves what the intake
+/// log holds into SQLite.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+
+const INSERT_MESSAGE: &str =
+    "INSERT OR IGNORE INTO messages (ts, id, purpose, topic_id, envelope, via) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const INSERT_CLIENT_ID: &str = "INSERT OR IGNORE INTO client_ids (key, msg_id) VALUES (?1, ?2)";
+const UPDATE_SEQ: &str = "INSERT INTO meta (key, value) VALUES ('seq', ?1)
+     ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)";
+
+/// Writes records of the intake log into the open transaction (a message
+/// already there is left alone).
+pub(super) fn write_records(tx: &rusqlite::Transaction<'_>, records: &[Record]) -> Result<(), rusqlite::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(INSERT_MESSAGE)?;
+    let mut client = tx.prepare_cached(INSERT_CLIENT_ID)?;
+    let mut seq = tx.prepare_cached(UPDATE_SEQ)?;
+    for r in records {
+        insert.execute(params![
+            r.ts as i64,
+            &r.id[..],
+            r.purpose,
+            &r.topic_id[..],
+            &r.envelope,
+            r.via
+        ])?;
+        if let Some(s) = r.own_seq {
+            seq.execute(params![s as i64])?;
+        }
+        if let Some(key) = r.client_key {
+            client.execute(params![&key[..], &r.id[..]])?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f`, which may block for a while (a query, an fsync), without holding
