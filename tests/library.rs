@@ -327,3 +327,37 @@ async fn messages_in_the_intake_log_are_seen_by_queries_and_kept_once() {
     assert_eq!(store.count().await.unwrap(), 5);
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_highest_sequence_number_is_kept_whichever_way_its_message_was_stored() {
+    let (tmp, _wal, store, _) = store_in_temp_dir();
+    let with_seq = |i: u64, seq: u64| {
+        let (done, r) = tokio::sync::oneshot::channel();
+        let mut insert = numbered_insert(i, 100, done);
+        insert.own_seq = Some(seq);
+        (insert, r)
+    };
+    // A burst (one group, committed to SQLite), out of order.
+    let mut waits = Vec::new();
+    for (i, seq) in [3, 7, 5, 4, 6, 2, 1, 2, 1, 2].into_iter().enumerate() {
+        let i = i as u64;
+        let (insert, r) = with_seq(i, seq);
+        store.insert(insert).await.unwrap();
+        waits.push(r);
+    }
+    for r in waits {
+        assert_eq!(r.await.unwrap(), Ok(true));
+    }
+    assert_eq!(store.next_seq().await.unwrap(), 7);
+    // One message alone (the intake log), then a lower one.
+    for (i, seq) in [(10, 9), (11, 8)] {
+        let (insert, r) = with_seq(i, seq);
+        store.insert(insert).await.unwrap();
+        assert_eq!(r.await.unwrap(), Ok(true));
+    }
+    assert_eq!(store.next_seq().await.unwrap(), 9);
+    store.close().await;
+    let store = Store::open(tmp.path(), broadcast::channel(16).0).unwrap();
+    assert_eq!(store.next_seq().await.unwrap(), 9);
+    store.close().await;
+}

@@ -404,7 +404,6 @@ impl StoreThread {
                     "INSERT INTO members (topic_id, peer, name) VALUES (?1, ?2, ?3)
                      ON CONFLICT(topic_id, peer) DO NOTHING",
                 )?;
-                let mut seq = tx.prepare_cached(UPDATE_SEQ)?;
                 for m in batch.iter() {
                     let n = insert.execute(params![
                         m.ts as i64,
@@ -414,9 +413,6 @@ impl StoreThread {
                         &m.envelope,
                         m.via as u8
                     ])?;
-                    if let Some(s) = m.own_seq {
-                        seq.execute(params![s as i64])?;
-                    }
                     if let Some(key) = m.client_key {
                         client.execute(params![&key[..], &m.id[..]])?;
                     }
@@ -428,6 +424,7 @@ impl StoreThread {
                     fresh.push((n == 1, joined));
                 }
             }
+            save_seq(&tx, batch.iter().filter_map(|m| m.own_seq))?;
             tx.commit()?;
             Ok(fresh)
         })();
@@ -640,7 +637,6 @@ pub(super) fn write_records(tx: &rusqlite::Transaction<'_>, records: &[Record]) 
     }
     let mut insert = tx.prepare_cached(INSERT_MESSAGE)?;
     let mut client = tx.prepare_cached(INSERT_CLIENT_ID)?;
-    let mut seq = tx.prepare_cached(UPDATE_SEQ)?;
     for r in records {
         insert.execute(params![
             r.ts as i64,
@@ -650,12 +646,18 @@ pub(super) fn write_records(tx: &rusqlite::Transaction<'_>, records: &[Record]) 
             &r.envelope,
             r.via
         ])?;
-        if let Some(s) = r.own_seq {
-            seq.execute(params![s as i64])?;
-        }
         if let Some(key) = r.client_key {
             client.execute(params![&key[..], &r.id[..]])?;
         }
+    }
+    save_seq(tx, records.iter().filter_map(|r| r.own_seq))
+}
+
+/// Persists the highest of our own sequence numbers in a group, once per
+/// group (the stored value only ever grows).
+fn save_seq(tx: &rusqlite::Transaction<'_>, seqs: impl Iterator<Item = u64>) -> Result<(), rusqlite::Error> {
+    if let Some(max) = seqs.max() {
+        tx.prepare_cached(UPDATE_SEQ)?.execute(params![max as i64])?;
     }
     Ok(())
 }
