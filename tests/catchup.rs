@@ -55,12 +55,18 @@ fn a_node_back_from_offline_catches_up_on_what_it_missed() {
     b.seen_or_wait_for("member_joined", |v| v["name"] == "dave");
 
     let ids = publish_many(&mut a, "news", "missed-", 200);
+    let published_at = Instant::now();
     // Bob has them all (live gossip) before Carol comes back.
     let deadline = Instant::now() + support::WAIT;
     while b.inbox("news 500").len() < 200 {
         assert!(Instant::now() < deadline, "bob did not receive the 200 messages");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // And they have left gossipsub's memory: Bob advertises (IHAVE) what it
+    // saw in the last 3 heartbeats of 1 s, and a node back that soon would
+    // get them from gossip instead of catch-up, as a node back from a
+    // longer absence does not.
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(published_at.elapsed()));
 
     // Carol returns with only Bob reachable.
     let mut c = TestNode::start("carol", &c_dir, &[&topic[..], &["--peer", &b.addr.clone()]].concat());

@@ -1,5 +1,6 @@
 //! The intake log: where a topic message lands first, with one `write`,
-//! before it moves into SQLite in a group of many.
+//! (one per group that arrives together) before it moves into SQLite in a
+//! group of many.
 //!
 //! A commit of one message to SQLite writes three 4 KiB WAL frames (the
 //! table's leaf and a leaf of each index) for half a kilobyte of message,
@@ -33,8 +34,9 @@ use sha2::{Digest, Sha256};
 pub const INTAKE_FILE: &str = "inbox.intake";
 /// Messages the log holds before they move into SQLite.
 pub(super) const MAX_RECORDS: usize = 64;
-/// Bytes of records the log holds before they move into SQLite.
-const MAX_BYTES: u64 = 256 * 1024;
+/// Bytes of records the log holds before they move into SQLite (and the
+/// most one group may bring, so that the file stays under twice this).
+pub(super) const MAX_BYTES: u64 = 256 * 1024;
 const MAGIC: &[u8; 8] = b"murmurIL";
 const HEADER_LEN: u64 = 16;
 /// `len` and `check` before each body.
@@ -184,29 +186,35 @@ impl Intake {
         self.keys.contains(&(ts, *id))
     }
 
-    /// Appends `record` with one write. On an error nothing is held and
-    /// the record comes back, for the caller to commit to SQLite instead.
-    pub(super) fn append(&mut self, record: Record) -> Result<(), (std::io::Error, Box<Record>)> {
-        match self.write(&record) {
-            Ok(()) => {
-                self.keys.insert((record.ts, record.id));
-                self.pending.push(record);
-                Ok(())
-            }
-            Err(e) => Err((e, Box::new(record))),
+    /// Appends `records` with one write. On an error nothing is held and
+    /// the records come back, for the caller to commit to SQLite instead.
+    pub(super) fn append(&mut self, records: Vec<Record>) -> Result<(), (std::io::Error, Vec<Record>)> {
+        if records.is_empty() {
+            return Ok(());
         }
+        if let Err(e) = self.write(&records) {
+            return Err((e, records));
+        }
+        for record in records {
+            self.keys.insert((record.ts, record.id));
+            self.pending.push(record);
+        }
+        Ok(())
     }
 
-    fn write(&mut self, record: &Record) -> std::io::Result<()> {
+    fn write(&mut self, records: &[Record]) -> std::io::Result<()> {
         self.buf.clear();
-        self.buf.extend_from_slice(&[0; RECORD_HEAD]);
-        record.encode_body(&mut self.buf);
-        let len = u32::try_from(self.buf.len() - RECORD_HEAD)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "record too large"))?
-            .to_le_bytes();
-        let check = check(&self.salt, &len, &self.buf[RECORD_HEAD..]);
-        self.buf[..4].copy_from_slice(&len);
-        self.buf[4..RECORD_HEAD].copy_from_slice(&check);
+        for record in records {
+            let at = self.buf.len();
+            self.buf.extend_from_slice(&[0; RECORD_HEAD]);
+            record.encode_body(&mut self.buf);
+            let len = u32::try_from(self.buf.len() - at - RECORD_HEAD)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "record too large"))?
+                .to_le_bytes();
+            let check = check(&self.salt, &len, &self.buf[at + RECORD_HEAD..]);
+            self.buf[at..at + 4].copy_from_slice(&len);
+            self.buf[at + 4..at + RECORD_HEAD].copy_from_slice(&check);
+        }
         if let Err(e) = self.file.write_all(&self.buf) {
             // Put the cursor back where the next record belongs.
             self.file.seek(SeekFrom::Start(self.end))?;
@@ -294,9 +302,8 @@ mod tests {
         let mut log = Intake::open(&path).unwrap();
         assert!(log.is_empty());
         let written: Vec<Record> = (0..5).map(|n| record(n, n % 2 == 0)).collect();
-        for r in &written[..3] {
-            log.append(r.clone()).map_err(|(e, _)| e).unwrap();
-        }
+        // Three in one write, as a group arrives.
+        log.append(written[..3].to_vec()).map_err(|(e, _)| e).unwrap();
         assert!(log.holds(written[1].ts, &written[1].id));
         assert!(!log.holds(written[1].ts + 1, &written[1].id));
         drop(log);
@@ -305,7 +312,7 @@ mod tests {
         assert_eq!(log.pending(), &written[..3]);
         assert!(log.holds(written[2].ts, &written[2].id));
         for r in &written[3..] {
-            log.append(r.clone()).map_err(|(e, _)| e).unwrap();
+            log.append(vec![r.clone()]).map_err(|(e, _)| e).unwrap();
         }
         drop(log);
         assert_eq!(Intake::open(&path).unwrap().pending(), &written[..]);
@@ -317,13 +324,13 @@ mod tests {
         let path = dir.path().join(INTAKE_FILE);
         let mut log = Intake::open(&path).unwrap();
         for n in 0..4 {
-            log.append(record(n, false)).map_err(|(e, _)| e).unwrap();
+            log.append(vec![record(n, false)]).map_err(|(e, _)| e).unwrap();
         }
         log.restart().unwrap();
         assert!(log.is_empty());
         assert!(!log.holds(record(0, false).ts, &record(0, false).id));
         // A shorter round over the longer one: the old records after it stay in the file.
-        log.append(record(9, true)).map_err(|(e, _)| e).unwrap();
+        log.append(vec![record(9, true)]).map_err(|(e, _)| e).unwrap();
         drop(log);
         let mut log = Intake::open(&path).unwrap();
         assert_eq!(log.pending(), &[record(9, true)]);
@@ -338,7 +345,7 @@ mod tests {
         let path = dir.path().join(INTAKE_FILE);
         let mut log = Intake::open(&path).unwrap();
         for n in 0..3 {
-            log.append(record(n, false)).map_err(|(e, _)| e).unwrap();
+            log.append(vec![record(n, false)]).map_err(|(e, _)| e).unwrap();
         }
         drop(log);
         let full = std::fs::read(&path).unwrap();
@@ -364,7 +371,7 @@ mod tests {
         let mut log = Intake::open(&dir.path().join(INTAKE_FILE)).unwrap();
         for n in 0..MAX_RECORDS {
             assert!(!log.is_full());
-            log.append(record(n as u8, false)).map_err(|(e, _)| e).unwrap();
+            log.append(vec![record(n as u8, false)]).map_err(|(e, _)| e).unwrap();
         }
         assert!(log.is_full());
         assert_eq!(log.pending().len(), MAX_RECORDS);

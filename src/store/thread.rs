@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{broadcast, mpsc};
 
 use super::checkpoint::Checkpointer;
-use super::intake::{Intake, Record};
+use super::intake::{self, Intake, Record};
 use super::{
     Durability, InboxQuery, Insert, Member, OutboxRow, Request, Rosters, StoreError, StoredMessage, Via, MAX_BATCH,
 };
@@ -306,51 +306,54 @@ impl StoreThread {
     /// no fsync and bring no new roster member, while the log has room.
     fn loggable(&self, batch: &[Insert]) -> bool {
         batch.len() <= LOG_BATCH
+            && batch.iter().map(|m| m.envelope.len() as u64).sum::<u64>() <= intake::MAX_BYTES
             && !self.fsyncs(false)
             && !self.intake.is_full()
             && batch.iter().all(|m| m.purpose == Purpose::Topic && m.member.is_none())
     }
 
-    /// Appends each new message of `batch` to the intake log and reports
-    /// it; duplicates are told so. On a write error the messages not yet
-    /// written stay in `batch`, for SQLite.
+    /// Appends the new messages of `batch` to the intake log with one write
+    /// and reports them; duplicates are told so. When a lookup or the write
+    /// fails, `batch` is left as it was, for SQLite.
     fn log(&mut self, batch: &mut Vec<Insert>) {
-        let mut logged = 0;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for m in batch.iter_mut() {
-            let held = match self.held(m.ts, &m.id) {
-                Ok(held) => held,
+        let mut fresh = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            let again = batch[..i].iter().any(|o| (o.ts, o.id) == (m.ts, m.id));
+            match self.held(m.ts, &m.id) {
+                Ok(held) => fresh.push(!held && !again),
                 Err(e) => {
                     tracing::warn!("inbox lookup failed, committing instead: {e}");
-                    break;
-                }
-            };
-            if !held {
-                let record = Record {
-                    ts: m.ts,
-                    id: m.id,
-                    purpose: m.purpose as u8,
-                    topic_id: m.topic_id,
-                    via: m.via as u8,
-                    own_seq: m.own_seq,
-                    client_key: m.client_key,
-                    envelope: std::mem::take(&mut m.envelope),
-                };
-                if let Err((e, record)) = self.intake.append(record) {
-                    tracing::warn!("inbox intake log write failed, committing instead: {e}");
-                    m.envelope = record.envelope;
-                    break;
+                    return;
                 }
             }
-            outcomes.push((!held, false));
-            logged += 1;
         }
-        if logged > 0 {
-            self.metrics.commit("log");
-            self.metrics.store_queue.set(0);
-            let done: Vec<Insert> = batch.drain(..logged).collect();
-            self.report(done, outcomes);
+        let records = batch
+            .iter_mut()
+            .zip(&fresh)
+            .filter(|(_, new)| **new)
+            .map(|(m, _)| Record {
+                ts: m.ts,
+                id: m.id,
+                purpose: m.purpose as u8,
+                topic_id: m.topic_id,
+                via: m.via as u8,
+                own_seq: m.own_seq,
+                client_key: m.client_key,
+                envelope: std::mem::take(&mut m.envelope),
+            })
+            .collect();
+        if let Err((e, records)) = self.intake.append(records) {
+            tracing::warn!("inbox intake log write failed, committing instead: {e}");
+            let mut records = records.into_iter();
+            for (m, _) in batch.iter_mut().zip(&fresh).filter(|(_, new)| **new) {
+                m.envelope = records.next().map(|r| r.envelope).unwrap_or_default();
+            }
+            return;
         }
+        self.metrics.commit("log");
+        self.metrics.store_queue.set(0);
+        let done = std::mem::take(batch);
+        self.report(done, fresh.into_iter().map(|new| (new, false)).collect());
     }
 
     /// Whether the inbox (SQLite or the intake log) holds message (ts, id).
@@ -616,9 +619,10 @@ impl StoreThread {
     }
 }
 
-/// Topic messages in a group this small go to the intake log; a larger
-/// group (a burst, a catch-up page) shares its commit's frames already.
-const LOG_BATCH: usize = 8;
+/// Topic messages in a group this small go to the intake log (with one
+/// write); a larger group (a catch-up page, a long burst) shares its
+/// commit's frames already.
+const LOG_BATCH: usize = 64;
 /// How long the store waits for a request before it moves what the intake
 /// log holds into SQLite.
 const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
