@@ -361,3 +361,31 @@ async fn our_highest_sequence_number_is_kept_whichever_way_its_message_was_store
     assert_eq!(store.next_seq().await.unwrap(), 9);
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_log_moves_into_the_database_once_the_store_is_idle() {
+    let (tmp, _wal, store, _) = store_in_temp_dir();
+    for i in 0..3 {
+        let (done, r) = tokio::sync::oneshot::channel();
+        store.insert(numbered_insert(i, 200, done)).await.unwrap();
+        assert_eq!(r.await.unwrap(), Ok(true));
+    }
+    // No request follows: after 100 ms idle the store moves the log into
+    // SQLite by itself, where another connection (a backup tool) sees it.
+    let reader = rusqlite::Connection::open(tmp.path().join(murmur::store::INBOX_FILE)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows: i64 = reader
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        if rows == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{rows} of 3 messages in SQLite after 5 s idle"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.close().await;
+}
