@@ -59,7 +59,7 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     /// The intake log (`inbox.intake`) could not be opened or read.
     #[error("inbox intake log: {0}")]
-    Intake(#[from] std::io::Error),
+    Intake(std::io::Error),
     /// The store has stopped.
     #[error("inbox database is closed")]
     Closed,
@@ -326,7 +326,7 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let path = dir.join(INBOX_FILE);
         let conn = schema::open_connection(&path)?;
-        let intake = intake::Intake::open(&dir.join(INTAKE_FILE))?;
+        let intake = intake::Intake::open(&dir.join(INTAKE_FILE)).map_err(StoreError::Intake)?;
         let (requests, rx) = mpsc::channel(STORE_QUEUE);
         // Checkpoints run on a thread of their own, off the commit path;
         // SQLite's own, in a commit, only when a burst outruns it.

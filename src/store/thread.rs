@@ -379,21 +379,27 @@ impl StoreThread {
             tx.commit()
         });
         match result {
-            Ok(()) => {
-                let pending = self.intake.pending();
-                self.checkpointer
-                    .wrote(pending.len(), pending.iter().map(|r| r.envelope.len()).sum());
-                if let Err(e) = self.intake.restart() {
-                    tracing::warn!("could not start the inbox intake log over: {e}");
-                }
-            }
+            Ok(()) => self.intake_committed(),
             Err(e) => tracing::error!("could not move the intake log into the inbox: {e}"),
+        }
+    }
+
+    /// What the intake log held is in SQLite now (committed): counts its
+    /// WAL pages for the checkpointer and starts the log over.
+    fn intake_committed(&mut self) {
+        let pending = self.intake.pending();
+        if pending.is_empty() {
+            return;
+        }
+        self.checkpointer
+            .wrote(pending.len(), pending.iter().map(|r| r.envelope.len()).sum());
+        if let Err(e) = self.intake.restart() {
+            tracing::warn!("could not start the inbox intake log over: {e}");
         }
     }
 
     fn commit_now(&mut self, batch: &mut Vec<Insert>, holds_dm: bool) {
         let mode = self.commit_mode(holds_dm);
-        let logged = self.intake.pending().len();
         let result = (|| -> Result<Vec<(bool, bool)>, rusqlite::Error> {
             mode?;
             let tx = self.conn.transaction()?;
@@ -434,16 +440,9 @@ impl StoreThread {
         match result {
             Ok(fresh) => {
                 self.metrics.store_queue.set(0);
-                let pending = self.intake.pending();
-                let rows = batch.len() + logged;
-                let bytes = batch.iter().map(|m| m.envelope.len()).sum::<usize>()
-                    + pending.iter().map(|r| r.envelope.len()).sum::<usize>();
-                self.checkpointer.wrote(rows, bytes);
-                if logged > 0 {
-                    if let Err(e) = self.intake.restart() {
-                        tracing::warn!("could not start the inbox intake log over: {e}");
-                    }
-                }
+                self.checkpointer
+                    .wrote(batch.len(), batch.iter().map(|m| m.envelope.len()).sum());
+                self.intake_committed();
                 let done = std::mem::take(batch);
                 self.report(done, fresh);
             }
