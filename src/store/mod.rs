@@ -8,6 +8,7 @@
 mod checkpoint;
 mod history;
 mod intake;
+mod read;
 mod schema;
 mod thread;
 
