@@ -142,12 +142,15 @@ impl PeerBook {
         the_one(to, &matches)?.ok_or_else(|| NodeError::UnknownPeer(to.to_owned()))
     }
 
-    /// The connected peers, by name then id.
+    /// The connected peers, by name then id: those `peer_connected` reported
+    /// and `peer_disconnected` not yet, so every peer `/peers` lists is
+    /// reported when it leaves. A connection identify has not named yet
+    /// joins the list at most [`ANNOUNCE_AFTER`] later.
     pub(super) fn summaries(&self) -> Vec<PeerSummary> {
         let mut peers: Vec<PeerSummary> = self
             .peers
             .iter()
-            .filter(|(_, s)| s.connected())
+            .filter(|(_, s)| s.connected() && s.announced)
             .map(|(p, s)| PeerSummary {
                 peer: p.to_string(),
                 name: s.name.clone(),
