@@ -31,7 +31,13 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // `run` has stopped the node and closed the inbox. What may still run
+    // is stdin's reader, blocked in a read until a line or EOF comes:
+    // dropping the runtime would wait for it, so Ctrl-C or SIGTERM with
+    // stdin open (a terminal, a pipe kept open) would not end the process.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`murmur man | head`): nothing left to say.
         Err(e)

@@ -230,6 +230,43 @@ fn a_name_two_peers_share_is_ambiguous_until_one_leaves() {
     assert_eq!(sent["to"], b1.peer_id.as_str(), "{sent}");
 }
 
+/// A node that stops (`/quit`, SIGTERM) closes its connections first, so its
+/// peers report it gone at once, even over QUIC, where a process that just
+/// exits sends nothing and the peer would notice only when pings time out
+/// (5 s and more). The bound below sits far under that and far over a close.
+#[test]
+fn a_node_that_stops_is_reported_gone_at_once_even_over_quic() {
+    let tmp = temp();
+    let quic = ["--no-mdns", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"];
+    let mut a = TestNode::launch(&[], "alice", &tmp.path().join("a"), &quic, &[]);
+    assert!(a.addr.contains("/quic-v1/"), "{}", a.addr);
+    let a_addr = a.addr.clone();
+    let args = [&quic[..], &["--peer", &a_addr]].concat();
+    let b = TestNode::launch(&[], "bob", &tmp.path().join("b"), &args, &[]);
+    let mut c = TestNode::launch(&[], "carol", &tmp.path().join("c"), &args, &[]);
+    let (bob, carol) = (b.peer_id.clone(), c.peer_id.clone());
+    a.wait_peers("to include bob and carol", |p| {
+        [&bob, &carol]
+            .iter()
+            .all(|id| p.iter().any(|p| p["peer"] == id.as_str()))
+    });
+    let reported_gone = |a: &mut TestNode, id: &str, how: &str| {
+        let within = Duration::from_millis(2500);
+        let told = a.wait_event_for("peer_disconnected", within, |v| v["peer"] == id);
+        assert!(
+            told.is_some(),
+            "{how} was not reported within {within:?}\n{}",
+            a.report()
+        );
+    };
+    assert!(b.quit().success());
+    reported_gone(&mut a, &bob, "bob's /quit");
+    c.signal("TERM");
+    assert!(c.wait_exit().success(), "SIGTERM with stdin open ends the process");
+    reported_gone(&mut a, &carol, "carol's SIGTERM");
+    assert!(a.wait_peers("to be empty", |p| p.is_empty()).is_empty());
+}
+
 #[test]
 fn leaving_a_topic_says_what_it_will_not_send() {
     let tmp = temp();

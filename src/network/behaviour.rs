@@ -33,8 +33,8 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const SYNC_MAX_STREAMS: usize = 8;
 /// How often each connection is pinged.
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
-/// How long one ping may take (the event loop's liveness watchdog, not this
-/// timeout, decides when a connection is dead).
+/// How long one ping may take. libp2p reports the second failure in a row,
+/// and the event loop then closes the connection (docs/lan.md, liveness).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// mDNS query interval: how soon a node re-asks after a missed answer.
 pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);

@@ -178,7 +178,7 @@ impl EventLoop {
         let _ = self.events.send(Arc::new(event));
     }
 
-    /// Runs until shutdown; then closes the store.
+    /// Runs until shutdown; then closes every connection and the store.
     pub(crate) async fn run(mut self) {
         let external = std::mem::take(&mut self.external_addrs);
         self.start_nat(&external);
@@ -232,6 +232,7 @@ impl EventLoop {
             }
         }
         tracing::info!("event loop stopping");
+        self.close_all_connections().await;
         self.save_routing_table(true);
         self.store.close().await;
     }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
@@ -25,6 +26,9 @@ pub const ANNOUNCE_AFTER: Duration = Duration::from_secs(1);
 /// peer that loses its only connection to us forgets our subscriptions,
 /// which gossipsub sends on a peer's first connection only.
 pub const RELAYED_GRACE: Duration = Duration::from_secs(3);
+
+/// How long a stopping node waits for its connections to close.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What the loop knows of a peer.
 #[derive(Default)]
@@ -321,6 +325,26 @@ impl EventLoop {
         for (peer, id) in redundant {
             tracing::info!(%peer, "direct connection up; closing the relayed one");
             self.swarm.close_connection(id);
+        }
+    }
+
+    /// Closes every connection, and drives the swarm until they are closed
+    /// (at most [`CLOSE_GRACE`]), so that peers hear of it now: a QUIC peer
+    /// gets no FIN from a process that just exits, and would list this node
+    /// until its connection times out. Events meanwhile are dropped: the
+    /// node is stopping, and redials nothing.
+    pub(super) async fn close_all_connections(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let closed = async {
+            while self.swarm.network_info().num_peers() > 0 {
+                let _ = self.swarm.select_next_some().await;
+            }
+        };
+        if tokio::time::timeout(CLOSE_GRACE, closed).await.is_err() {
+            tracing::debug!("connections still open after {CLOSE_GRACE:?}; stopping anyway");
         }
     }
 
