@@ -513,13 +513,19 @@ impl Event {
             Event::Inbox { messages, .. } if messages.is_empty() => "inbox is empty".into(),
             Event::Inbox { messages, before } => messages
                 .iter()
-                .map(|m| match (&m.topic, &m.to) {
-                    (Some(t), _) => format!("[{t}] {}: {}", m.from, m.msg),
-                    (None, Some(to)) => {
-                        let to = m.to_name.clone().unwrap_or_else(|| short_peer(to));
-                        format!("[dm to {to}] {}: {}", m.from, m.msg)
+                .map(|m| {
+                    // Dated, so a stored message never reads like a live one.
+                    let when = crate::clock::local_datetime(m.ts);
+                    // Marked as a live message caught up is (`message` above).
+                    let caught_up = if m.via == "sync" { " (caught up)" } else { "" };
+                    match (&m.topic, &m.to) {
+                        (Some(t), _) => format!("{when} [{t}] {}: {}{caught_up}", m.from, m.msg),
+                        (None, Some(to)) => {
+                            let to = m.to_name.clone().unwrap_or_else(|| short_peer(to));
+                            format!("{when} [dm to {to}] {}: {}", m.from, m.msg)
+                        }
+                        (None, None) => format!("{when} [dm] {}: {}", m.from, m.msg),
                     }
-                    (None, None) => format!("[dm] {}: {}", m.from, m.msg),
                 })
                 .chain(before.iter().map(|c| format!("(older: add --before {c})")))
                 .collect::<Vec<_>>()
@@ -694,7 +700,26 @@ mod tests {
             messages: vec![dm_to(Some("bob")), dm_to(None)],
             before: None,
         };
-        assert_eq!(inbox.to_human(), "[dm to bob] alice: hi\n[dm to 12D3…sN4xYb] alice: hi");
+        let when = crate::clock::local_datetime(5);
+        let topic_item = |via: &str| InboxItem {
+            kind: "topic".into(),
+            topic: Some("news".into()),
+            to: None,
+            via: via.into(),
+            ..dm_to(None)
+        };
+        let topics = Event::Inbox {
+            messages: vec![topic_item("gossip"), topic_item("sync")],
+            before: Some("c0ffee".into()),
+        };
+        assert_eq!(
+            topics.to_human(),
+            format!("{when} [news] alice: hi\n{when} [news] alice: hi (caught up)\n(older: add --before c0ffee)")
+        );
+        assert_eq!(
+            inbox.to_human(),
+            format!("{when} [dm to bob] alice: hi\n{when} [dm to 12D3…sN4xYb] alice: hi")
+        );
         let carol = "12D3KooWQXspLtWnoQC7rEXvv2ZqTLzn9Nqop2Y8emNGKzQE18xj".to_owned();
         let dave = "12D3KooWGdgomaRVJ5iX6G1Xqx8a9mkVcbk2GvSTj3K44fNohGVb".to_owned();
         let rekeyed = Event::Rekeyed {
