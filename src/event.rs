@@ -437,10 +437,7 @@ impl Event {
                 }
                 s
             }
-            Event::Message { topic, from, msg, via, .. } if via == "sync" => {
-                format!("[{topic}] {from}: {msg} (caught up)")
-            }
-            Event::Message { topic, from, msg, .. } => format!("[{topic}] {from}: {msg}"),
+            Event::Message { topic, from, msg, via, .. } => topic_line(topic, from, msg, via),
             Event::Dm { from, msg, .. } => format!("[dm] {from}: {msg}"),
             Event::DmSent { to, id, name } => format!("dm {} delivered to {}", short(id), recipient(to, name)),
             Event::DmQueued { to, id, reason, name } => format!(
@@ -516,14 +513,9 @@ impl Event {
                 .map(|m| {
                     // Dated, so a stored message never reads like a live one.
                     let when = crate::clock::local_datetime(m.ts);
-                    // Marked as a live message caught up is (`message` above).
-                    let caught_up = if m.via == "sync" { " (caught up)" } else { "" };
                     match (&m.topic, &m.to) {
-                        (Some(t), _) => format!("{when} [{t}] {}: {}{caught_up}", m.from, m.msg),
-                        (None, Some(to)) => {
-                            let to = m.to_name.clone().unwrap_or_else(|| short_peer(to));
-                            format!("{when} [dm to {to}] {}: {}", m.from, m.msg)
-                        }
+                        (Some(t), _) => format!("{when} {}", topic_line(t, &m.from, &m.msg, &m.via)),
+                        (None, Some(to)) => format!("{when} [dm to {}] {}: {}", recipient(to, &m.to_name), m.from, m.msg),
                         (None, None) => format!("{when} [dm] {}: {}", m.from, m.msg),
                     }
                 })
@@ -574,6 +566,13 @@ impl Event {
 /// The first 12 characters of an id, for human output.
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+/// A topic message as a person reads it, live or listed: one caught up
+/// after being offline (`via` `"sync"`) is marked so.
+fn topic_line(topic: &str, from: &str, msg: &str, via: &str) -> String {
+    let caught_up = if via == "sync" { " (caught up)" } else { "" };
+    format!("[{topic}] {from}: {msg}{caught_up}")
 }
 
 /// A peer id shortened for human output: `12D3…` and its last 6 characters.
@@ -716,6 +715,17 @@ mod tests {
             topics.to_human(),
             format!("{when} [news] alice: hi\n{when} [news] alice: hi (caught up)\n(older: add --before c0ffee)")
         );
+        // The live line reads as the listed one, undated.
+        let live = Event::Message {
+            topic: "news".into(),
+            from: "alice".into(),
+            peer: "12D3KooWalice".into(),
+            msg: "hi".into(),
+            id: "ab".into(),
+            ts: 5,
+            via: "sync".into(),
+        };
+        assert_eq!(live.to_human(), "[news] alice: hi (caught up)");
         assert_eq!(
             inbox.to_human(),
             format!("{when} [dm to bob] alice: hi\n{when} [dm to 12D3…sN4xYb] alice: hi")
